@@ -36,8 +36,9 @@ ensure_venv() {  # $1: pip extras, e.g. "[test]"
     "$VENV/bin/pip" install -q --upgrade pip
   fi
   say "installing nimrunbook$1 into $VENV"
-  "$VENV/bin/pip" install -q -e "$ROOT$1" 2>&1 | grep -v '^WARNING: Location' >&2 || true
-  "$VENV/bin/python" -c 'import nimrunbook' # fail loudly if the install did not work
+  if ! "$VENV/bin/pip" install -q -e "$ROOT$1" >"$VENV/install.log" 2>&1; then
+    cat "$VENV/install.log" >&2; say "pip install failed (log above, kept in $VENV/install.log)"; return 1
+  fi
 }
 
 docker_answers() { docker ${1:+-H "$1"} version --format '{{.Server.Version}}' >/dev/null 2>&1; }

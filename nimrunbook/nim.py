@@ -1,0 +1,376 @@
+"""Drive a NIM container through Docker with the container's own tools.
+
+`list-model-profiles` and `download-to-cache` know the image's profiles and
+NGC's protocol better than any guess of ours, so we run them, in throwaway
+containers that need no GPU, and read the manifest straight from the image
+without starting the model.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import shutil
+import tarfile
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import docker
+import docker.errors
+import pandas as pd
+
+from nimrunbook.engine import auth_for, split_ref, translate_api_error
+from nimrunbook.errors import (
+    CacheNotWritableError,
+    ContainerFailedError,
+    DiskSpaceError,
+    DockerError,
+    InputError,
+    RegistryAuthError,
+    UnknownProfileError,
+)
+from nimrunbook.profiles import Manifest, parse_listing, parse_manifest
+from nimrunbook.progress import Progress, ProgressMode, make_progress
+from nimrunbook.redact import redact, register_secret
+
+log = logging.getLogger(__name__)
+
+NIM_UID = 1000
+CONTAINER_CACHE = "/opt/nim/.cache"
+MANIFEST_PATHS = ("/opt/nim/etc/default/model_manifest.yaml", "/etc/nim/config/model_manifest.yaml")
+
+
+def _ngc_key(ngc_api_key: str | None) -> str | None:
+    key = ngc_api_key or os.environ.get("NGC_API_KEY") or os.environ.get("NGC_CLI_API_KEY")
+    register_secret(key)
+    return key
+
+
+def _image_present(client: docker.DockerClient, ref: str) -> bool:
+    try:
+        client.images.get(ref)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def pull_image(
+    client: docker.DockerClient,
+    ref: str,
+    *,
+    ngc_api_key: str | None = None,
+    progress: ProgressMode = "log",
+) -> str:
+    """Pull ``ref`` unless the engine has it; returns its image id.
+
+    nvcr.io is logged in to with user ``$oauthtoken`` and the NGC key; other
+    registries use the Docker config's credentials.
+    """
+    if _image_present(client, ref):
+        log.info("%s is already present; not pulling", ref)
+        return client.images.get(ref).id
+    repo, tag = split_ref(ref)
+    layers: dict[str, tuple[int, int]] = {}
+    reporter = make_progress(progress, f"pull {ref}")
+    try:
+        for event in client.api.pull(repo, tag, stream=True, decode=True, auth_config=auth_for(ref, _ngc_key(ngc_api_key))):
+            if "error" in event:
+                raise docker.errors.APIError(event["error"])
+            detail = event.get("progressDetail") or {}
+            if event.get("id") and detail.get("total"):
+                layers[event["id"]] = (detail.get("current", 0), detail["total"])
+                reporter.set(sum(c for c, _ in layers.values()), sum(t for _, t in layers.values()))
+            elif event.get("status", "").startswith(("Pull complete", "Already exists")) and event.get("id"):
+                log.info("layer %s: %s", event["id"], event["status"])
+    except docker.errors.APIError as exc:
+        raise translate_api_error(exc, ref) from None
+    finally:
+        reporter.close()
+    return client.images.get(ref).id
+
+
+def _run_tool(
+    client: docker.DockerClient,
+    image: str,
+    command: list[str],
+    *,
+    environment: dict[str, str] | None = None,
+    volumes: dict | None = None,
+    network_mode: str = "host",
+    gpus: bool = False,
+    on_line=None,
+    poll=None,
+) -> tuple[int, str]:
+    """Run a NIM tool in a throwaway container; returns (exit code, output). Always removes it."""
+    device_requests = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if gpus else None
+    try:
+        container = client.containers.run(
+            image, command, detach=True, environment=environment or {}, volumes=volumes or {},
+            network_mode=network_mode, device_requests=device_requests,
+        )  # fmt: skip
+    except (docker.errors.ImageNotFound, docker.errors.APIError) as exc:
+        raise translate_api_error(exc, image) from None
+    lines: deque[str] = deque(maxlen=2000)
+    output: list[str] = []
+
+    def follow() -> None:
+        pending = b""
+        for chunk in container.logs(stream=True, follow=True):
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for raw in complete:
+                line = redact(raw.decode("utf-8", "replace"))
+                lines.append(line)
+                output.append(line)
+                if on_line:
+                    on_line(line)
+        if pending:
+            output.append(redact(pending.decode("utf-8", "replace")))
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    try:
+        while True:
+            try:
+                status = container.wait(timeout=1)
+                break
+            except Exception:  # read timeout: still running
+                if poll:
+                    poll()
+        reader.join(timeout=10)
+        return int(status.get("StatusCode", 1)), "\n".join(output)
+    finally:
+        try:
+            container.remove(force=True)
+        except docker.errors.APIError:
+            pass
+
+
+def list_profiles(
+    client: docker.DockerClient,
+    image: str,
+    *,
+    gpus: bool = False,
+    environment: dict[str, str] | None = None,
+    network_mode: str = "none",
+) -> tuple[pd.DataFrame, str]:
+    """Run ``list-model-profiles`` in a throwaway container; returns (parsed listing, raw text).
+
+    No GPU is needed (NIM then lists every profile); GPUs are passed through
+    only when ``gpus`` is true, and only when the engine has them.
+    """
+    code, text = _run_tool(
+        client, image, ["list-model-profiles"], environment=environment, network_mode=network_mode, gpus=gpus
+    )
+    if code != 0:
+        raise ContainerFailedError(
+            f"list-model-profiles exited with code {code} in {image}. Its last lines:\n{_tail(text)}",
+            hint="Check that the image is a NIM LLM image; run it by hand with `docker run --rm IMAGE list-model-profiles`.",
+        )
+    return parse_listing(text), text
+
+
+def read_manifest(client: docker.DockerClient, image: str) -> tuple[Manifest, str]:
+    """Copy ``model_manifest.yaml`` out of the image without starting it; returns (parsed, raw text)."""
+    try:
+        container = client.containers.create(image, command=["true"], network_mode="none")
+    except (docker.errors.ImageNotFound, docker.errors.APIError) as exc:
+        raise translate_api_error(exc, image) from None
+    try:
+        for path in MANIFEST_PATHS:
+            try:
+                stream, _ = container.get_archive(path)
+            except docker.errors.NotFound:
+                continue
+            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+                member = tar.next()
+                extracted = tar.extractfile(member) if member else None
+                text = extracted.read().decode("utf-8") if extracted else ""
+            log.info("read %s from %s", path, image)
+            return parse_manifest(text), text
+    finally:
+        container.remove(force=True)
+    raise DockerError(
+        f"{image} has no model manifest at {' or '.join(MANIFEST_PATHS)}.",
+        hint="Is it a NIM LLM image? Model-free NIM images have no manifest until given a model.",
+    )
+
+
+# -- download ---------------------------------------------------------------------------------
+
+
+@dataclass
+class DownloadSummary:
+    """What a download left in the cache: the record later steps and the run report read."""
+
+    image: str
+    profiles: list[str]
+    cache_dir: str
+    files: int
+    bytes: int
+    seconds: float
+    log_tail: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _writable_by_nim(path: Path) -> bool:
+    info = path.stat()
+    if info.st_uid == NIM_UID:
+        return bool(info.st_mode & 0o200)
+    if info.st_gid == NIM_UID:
+        return bool(info.st_mode & 0o020)
+    return bool(info.st_mode & 0o002)
+
+
+def prepare_cache_dir(cache_dir: Path) -> None:
+    """Make sure the container's UID 1000 can write the cache; fix it when we may, else say how."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    if _writable_by_nim(cache_dir):
+        return
+    if os.geteuid() == 0:
+        os.chown(cache_dir, NIM_UID, NIM_UID)
+        log.info("gave %s to UID %d (the NIM container's user)", cache_dir, NIM_UID)
+    elif cache_dir.stat().st_uid == os.geteuid():
+        cache_dir.chmod(0o777)
+        log.info("made %s writable for the NIM container's UID %d", cache_dir, NIM_UID)
+    else:
+        raise CacheNotWritableError(
+            f"The NIM cache directory {cache_dir} cannot be written by the container's user (UID {NIM_UID}), "
+            "and it is not ours to change.",
+            hint=f"Run `sudo chown -R {NIM_UID}:{NIM_UID} {cache_dir}` (or choose a directory you own), then run "
+            "this step again.",
+        )
+
+
+def cache_usage(cache_dir: Path) -> tuple[int, int]:
+    """(files, bytes) of downloaded content (blobs) in a NIM cache; partial files under tmp/ excluded."""
+    files = total = 0
+    hub = cache_dir / "ngc" / "hub"
+    if not hub.is_dir():
+        return 0, 0
+    for model in hub.iterdir():
+        blobs = model / "blobs"
+        if not blobs.is_dir():
+            continue
+        for entry in os.scandir(blobs):
+            if entry.is_file(follow_symlinks=False):
+                files += 1
+                total += entry.stat(follow_symlinks=False).st_size
+    return files, total
+
+
+def check_free_space(directory: Path, needed_bytes: int | None, what: str) -> None:
+    """Raise :class:`DiskSpaceError` when ``directory`` has less than ``needed_bytes`` free."""
+    if not needed_bytes:
+        return
+    free = shutil.disk_usage(directory).free
+    if free < needed_bytes:
+        from nimrunbook.progress import human_bytes
+
+        raise DiskSpaceError(
+            f"{what} needs {human_bytes(needed_bytes)} more in {directory}, which has {human_bytes(free)} free.",
+            hint="Free space there or choose a directory on a larger disk, then run this step again; what is "
+            "already complete is kept and not fetched again.",
+        )
+
+
+def _tail(text: str, lines: int = 15) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _classify_failure(code: int, text: str, image: str, profile_ids: Sequence[str]) -> Exception:
+    tail = _tail(text)
+    if "Unknown profiles provided" in text or "doesn't exist" in text:
+        return UnknownProfileError(
+            f"{image} does not offer some of the profile ids {', '.join(profile_ids)}:\n{tail}",
+            hint="Take ids from this image's own listing (nimrunbook profiles plan --format ids); ids differ "
+            "between images and tags.",
+        )
+    if "NGC_API_KEY" in text or "401" in text or "Unauthorized" in text:
+        return RegistryAuthError(
+            f"download-to-cache could not authenticate to NGC:\n{tail}",
+            hint="Set NGC_API_KEY to an NGC API key (starts with nvapi-) that can access this NIM, then run again.",
+        )
+    if "No space left" in text:
+        return DiskSpaceError(
+            f"The disk holding the NIM cache filled up during the download:\n{tail}",
+            hint="Free space or move the cache to a larger disk, then run again: complete files are kept.",
+        )
+    return ContainerFailedError(
+        f"download-to-cache exited with code {code} in {image}. Its last lines:\n{tail}",
+        hint="Fix what the lines above say and run this step again; files already in the cache are kept.",
+    )
+
+
+def download_profiles(
+    client: docker.DockerClient,
+    image: str,
+    profile_ids: Sequence[str],
+    cache_dir: str | Path,
+    *,
+    ngc_api_key: str | None = None,
+    manifest: Manifest | None = None,
+    expected_bytes: int | None = None,
+    network_mode: str = "host",
+    environment: dict[str, str] | None = None,
+    progress: ProgressMode = "log",
+) -> DownloadSummary:
+    """Run ``download-to-cache --profiles <ids>`` with ``cache_dir`` mounted at /opt/nim/.cache.
+
+    Re-running after an interruption continues: the cache is never emptied,
+    and NIM skips files it already has. The key reaches the container only
+    through its environment.
+    """
+    ids = [str(i) for i in profile_ids]
+    if not ids:
+        raise InputError("No profile ids to download.", hint="Select at least one profile (nimrunbook profiles plan).")
+    if manifest is not None:
+        known = {p.id for p in manifest.profiles}
+        unknown = [i for i in ids if i not in known]
+        if unknown:
+            raise UnknownProfileError(
+                f"{image} does not offer the profile ids {', '.join(unknown)}.",
+                hint="Take ids from this image's own listing (nimrunbook profiles plan --format ids).",
+            )
+    key = _ngc_key(ngc_api_key)
+    if not key:
+        raise RegistryAuthError(
+            "NGC_API_KEY is not set, and download-to-cache needs it to fetch profiles from NGC.",
+            hint="Export NGC_API_KEY (an NGC API key, starts with nvapi-) or pass it as a parameter; it is never "
+            "written to the run record or the report.",
+        )
+    cache = Path(cache_dir).resolve()
+    prepare_cache_dir(cache)
+    _, bytes_before = cache_usage(cache)
+    if expected_bytes:
+        check_free_space(cache, max(expected_bytes - bytes_before, 0), "The download")
+    started = time.monotonic()
+    reporter: Progress = make_progress(progress, f"download {len(ids)} profiles", expected_bytes)
+    container_env = {**(environment or {}), "NGC_API_KEY": key, "NIM_CACHE_PATH": CONTAINER_CACHE}
+
+    def poll() -> None:
+        reporter.set(cache_usage(cache)[1])
+
+    try:
+        code, text = _run_tool(
+            client, image, ["download-to-cache", "--profiles", *ids], environment=container_env,
+            volumes={str(cache): {"bind": CONTAINER_CACHE, "mode": "rw"}}, network_mode=network_mode,
+            on_line=lambda line: log.info("[download-to-cache] %s", line), poll=poll,
+        )  # fmt: skip
+    finally:
+        poll()
+        reporter.close()
+    if code != 0:
+        raise _classify_failure(code, text, image, ids)
+    files, size = cache_usage(cache)
+    return DownloadSummary(
+        image=image, profiles=ids, cache_dir=str(cache), files=files, bytes=size,
+        seconds=round(time.monotonic() - started, 3), log_tail=text.strip().splitlines()[-5:],
+    )  # fmt: skip

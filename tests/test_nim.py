@@ -1,0 +1,190 @@
+"""nimrunbook.nim against the real Docker engine, the stand-in NIM image and a real registry."""
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import FAKE_NGC_KEY
+from nimrunbook.engine import docker_client
+from nimrunbook.errors import (
+    CacheNotWritableError,
+    ContainerFailedError,
+    DiskSpaceError,
+    DockerError,
+    ImageNotFoundError,
+    RegistryAuthError,
+    UnknownProfileError,
+)
+from nimrunbook.nim import cache_usage, download_profiles, list_profiles, prepare_cache_dir, pull_image, read_manifest
+from nimrunbook.sandbox.registry import LocalRegistry
+from nimrunbook.standin import catalog
+
+L40S_BF16 = "ac5071bbd91efcc71dc486fcd5210779570868b3b8328b4abf7a408a58b5e57c"
+VLLM = "4f904d571fe60ff24695b5ee2aa42da58cb460787a968f1e8a09f5a7e862728d"
+VLLM_LORA = "f749ba07aade1d9e1c36ca1b4d0b67949122bd825e8aa6a52909115888a34b95"
+SMALL = {"NIM_STANDIN_WEIGHT_BYTES": "65536"}
+
+
+def test_pull_from_a_registry_then_no_second_pull(docker, ngc_image, caplog):
+    docker.images.remove(ngc_image)
+    with caplog.at_level(logging.INFO):
+        image_id = pull_image(docker, ngc_image, progress="log")
+        assert pull_image(docker, ngc_image) == image_id
+    assert "already present; not pulling" in caplog.text
+
+
+def test_pull_unknown_tag_and_unreachable_registry(docker, ngc_registry):
+    with pytest.raises(ImageNotFoundError, match="not found"):
+        pull_image(docker, f"{ngc_registry.host}/nim/meta/no-such-model:9.9")
+    closed = LocalRegistry.temporary()  # never started: nothing listens on its port
+    with pytest.raises(DockerError, match="cannot be reached"):
+        pull_image(docker, f"{closed.host}/nim/meta/llama-3.2-1b-instruct:1.8.5")
+
+
+def test_pull_refused_credentials(docker, standin_image, tmp_path):
+    registry = LocalRegistry(root=tmp_path / "locked", username="engineer", password="right-password").start()
+    try:
+        with pytest.raises(RegistryAuthError) as info:
+            pull_image(docker, f"{registry.host}/nim/meta/llama-3.2-1b-instruct:1.8.5")
+        assert "docker login" in str(info.value)
+    finally:
+        registry.stop()
+
+
+@pytest.mark.parametrize("listing_format", ["sectioned", "bare"])
+def test_list_profiles_in_both_formats(docker, standin_image, listing_format):
+    frame, raw = list_profiles(docker, standin_image, environment={"NIM_STANDIN_LISTING_FORMAT": listing_format})
+    assert list(frame["id"]) == [p.id for p in catalog.PROFILES_1_8_5]
+    assert list(frame["name"]) == [p.name for p in catalog.PROFILES_1_8_5]
+    assert set(frame["section"]) == ({"incompatible"} if listing_format == "sectioned" else {"all"})
+    assert "INFO" in raw
+    assert not docker.containers.list(all=True, filters={"ancestor": standin_image})
+
+
+def test_read_manifest_without_starting_the_model(docker, standin_image):
+    manifest, text = read_manifest(docker, standin_image)
+    assert manifest.schema == "v2.0.0"
+    assert text.startswith("schema_version")
+    profile = manifest.profile(L40S_BF16)
+    assert profile.gpu == "l40s" and profile.gpu_device == "26b9"
+    assert ("trtllm_engine/rank0.engine", f"ngc://nim/meta/llama-3.2-1b-instruct:{catalog.PROFILES_1_8_5[2].engine_tag}?file=rank0.engine") in [
+        (f.path, f.uri) for f in profile.files
+    ]
+
+
+def test_read_manifest_of_an_image_that_is_not_nim(docker, standin_image):
+    with pytest.raises(ImageNotFoundError):
+        read_manifest(docker, "nimrunbook/no-such-image:0")
+
+
+def _download(docker, image, ids, cache, **kwargs):
+    return download_profiles(
+        docker, image, ids, cache, ngc_api_key=FAKE_NGC_KEY, network_mode="none",
+        environment={**SMALL, **kwargs.pop("environment", {})}, progress="log", **kwargs,
+    )  # fmt: skip
+
+
+def test_download_two_profiles_builds_the_hub_cache(docker, standin_image, tmp_path, caplog):
+    cache = tmp_path / "cache"
+    with caplog.at_level(logging.INFO):
+        summary = _download(docker, standin_image, [VLLM, L40S_BF16], cache)
+    model = cache / "ngc/hub/models--nim--meta--llama-3.2-1b-instruct"
+    hf = model / "snapshots" / catalog.HF_TAG
+    engine = model / "snapshots" / catalog.PROFILES_1_8_5[2].engine_tag
+    assert sorted(p.name for p in hf.iterdir()) == sorted(catalog.HF_FILES)
+    assert sorted(p.name for p in engine.iterdir()) == sorted(catalog.ENGINE_FILES)
+    for link in [*hf.iterdir(), *engine.iterdir()]:
+        assert link.is_symlink() and os.readlink(link).startswith("../../blobs/")
+        assert link.resolve().is_file()
+    assert (hf / "model.safetensors").stat().st_size == 65536
+    # the tokenizer files both profiles need are stored once
+    assert summary.files == len(catalog.HF_FILES) + len(catalog.ENGINE_FILES)
+    assert (summary.files, summary.bytes) == cache_usage(cache)
+    assert (model / "refs" / catalog.HF_TAG).read_text() == catalog.HF_TAG
+    assert "Downloaded filename" in caplog.text
+    assert "download 2 profiles" in caplog.text  # progress lines under papermill/terminal
+    assert FAKE_NGC_KEY not in caplog.text and FAKE_NGC_KEY not in repr(summary.as_dict())
+
+
+def test_interrupted_download_resumes_and_keeps_what_was_complete(docker, standin_image, tmp_path):
+    cache = tmp_path / "cache"
+    failure: list[BaseException] = []
+
+    def slow_download():
+        try:
+            _download(docker, standin_image, [VLLM, L40S_BF16], cache, environment={"NIM_STANDIN_SECONDS_PER_FILE": "0.4"})
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=slow_download)
+    worker.start()
+    deadline = time.monotonic() + 60
+    while cache_usage(cache)[0] < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for container in docker.containers.list(filters={"ancestor": standin_image}):
+        container.kill()
+    worker.join(timeout=60)
+    assert failure and isinstance(failure[0], ContainerFailedError)
+    files_before, _ = cache_usage(cache)
+    assert 3 <= files_before < len(catalog.HF_FILES) + len(catalog.ENGINE_FILES)
+    blobs = cache / "ngc/hub/models--nim--meta--llama-3.2-1b-instruct/blobs"
+    kept = {p.name: p.stat().st_ino for p in blobs.iterdir()}
+    summary = _download(docker, standin_image, [VLLM, L40S_BF16], cache)
+    assert summary.files == len(catalog.HF_FILES) + len(catalog.ENGINE_FILES)
+    assert all(blobs.joinpath(name).stat().st_ino == inode for name, inode in kept.items())
+
+
+def test_unknown_profile_id(docker, standin_image, tmp_path):
+    with pytest.raises(UnknownProfileError, match="deadbeef"):
+        _download(docker, standin_image, ["deadbeef" * 8], tmp_path / "cache")
+    manifest, _ = read_manifest(docker, standin_image)
+    with pytest.raises(UnknownProfileError, match="does not offer"):
+        _download(docker, standin_image, [VLLM, "feedface" * 8], tmp_path / "cache", manifest=manifest)
+
+
+def test_missing_key_is_refused_before_starting(docker, standin_image, tmp_path, monkeypatch):
+    monkeypatch.delenv("NGC_API_KEY", raising=False)
+    monkeypatch.delenv("NGC_CLI_API_KEY", raising=False)
+    with pytest.raises(RegistryAuthError, match="NGC_API_KEY is not set"):
+        download_profiles(docker, standin_image, [VLLM], tmp_path / "cache", network_mode="none", progress="none")
+
+
+def test_container_failure_names_its_last_lines_without_the_key(docker, standin_image, tmp_path):
+    with pytest.raises(ContainerFailedError) as info:
+        _download(docker, standin_image, [VLLM], tmp_path / "cache", environment={"NIM_STANDIN_WEIGHT_BYTES": "not-a-number"})
+    assert "exited with code" in str(info.value)
+    assert FAKE_NGC_KEY not in str(info.value)
+
+
+def test_cache_permissions_fixed_when_ours_else_explained(tmp_path, monkeypatch):
+    ours = tmp_path / "ours"
+    ours.mkdir(mode=0o755)
+    prepare_cache_dir(ours)  # we are root here: the directory is given to UID 1000
+    assert ours.stat().st_uid == 1000
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o755)
+    monkeypatch.setattr(os, "geteuid", lambda: 4242)  # act as an unprivileged user who does not own it
+    with pytest.raises(CacheNotWritableError) as info:
+        prepare_cache_dir(theirs)
+    assert f"chown -R 1000:1000 {theirs}" in str(info.value)
+
+
+def test_disk_space_is_checked_against_the_expected_size(docker, standin_image, tmp_path):
+    with pytest.raises(DiskSpaceError, match="needs"):
+        _download(docker, standin_image, [VLLM], tmp_path / "cache", expected_bytes=10**18)
+
+
+def test_unreachable_engine_says_how_to_start_one():
+    with pytest.raises(DockerError) as info:
+        docker_client("unix:///tmp/nimrunbook-no-engine-here.sock")
+    assert "DOCKER_HOST" in str(info.value) and "dockerd" in str(info.value)
+
+
+def test_gpus_are_requested_only_when_asked(docker, standin_image):
+    # No GPU here: asking for one must fail clearly, not silently run without it.
+    with pytest.raises(DockerError):
+        list_profiles(docker, standin_image, gpus=True)
