@@ -33,7 +33,7 @@ ensure_venv() {  # $1: pip extras, e.g. "[test]"
   if [ ! -x "$VENV/bin/python" ]; then
     say "creating $VENV"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --upgrade pip
+    "$VENV/bin/pip" install -q --upgrade pip >/dev/null 2>&1 || true
   fi
   say "installing nimrunbook$1 into $VENV"
   if ! "$VENV/bin/pip" install -q -e "$ROOT$1" >"$VENV/install.log" 2>&1; then

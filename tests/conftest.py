@@ -68,3 +68,52 @@ def ngc_image(docker, standin_image, ngc_registry) -> str:
     for event in docker.api.push(ref, stream=True, decode=True):
         assert "error" not in event, event
     return ref
+
+
+from nimrunbook.nim import download_profiles  # noqa: E402
+from nimrunbook.sandbox.s3 import S3Sandbox, ensure_hosts_entries  # noqa: E402
+
+VLLM = "4f904d571fe60ff24695b5ee2aa42da58cb460787a968f1e8a09f5a7e862728d"
+L40S_BF16 = "ac5071bbd91efcc71dc486fcd5210779570868b3b8328b4abf7a408a58b5e57c"
+VLLM_LORA = "f749ba07aade1d9e1c36ca1b4d0b67949122bd825e8aa6a52909115888a34b95"
+
+
+@pytest.fixture(scope="session")
+def downloaded_cache(docker, standin_image, tmp_path_factory):
+    """A NIM cache filled by the stand-in's download-to-cache: vLLM, its LoRA variant and one L40S engine."""
+    cache = tmp_path_factory.mktemp("nim-cache")
+    download_profiles(
+        docker, standin_image, [VLLM, L40S_BF16, VLLM_LORA], cache, ngc_api_key=FAKE_NGC_KEY,
+        network_mode="none", environment={"NIM_STANDIN_WEIGHT_BYTES": "262144"}, progress="none",
+    )  # fmt: skip
+    return cache
+
+
+@pytest.fixture(scope="session")
+def standin_manifest(docker, standin_image):
+    from nimrunbook.nim import read_manifest
+
+    return read_manifest(docker, standin_image)[0]
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    """moto behind nginx TLS (test CA, SAN *.s3.example.test), with IAM checked: users admin and reader."""
+    assert ensure_hosts_entries() or os.environ.get("CI") is None, "cannot add the sandbox names to /etc/hosts"
+    sandbox = S3Sandbox(root=tmp_path_factory.mktemp("s3")).start()
+    for bucket in ("nim-profiles", "nim-inside", "nim-mixed", "nim-resume", "nim-changed", "nim-direct"):
+        sandbox.create_bucket(bucket)
+    sandbox.create_user("admin", ["s3:*"])
+    # moto names the HeadBucket permission s3:HeadBucket (AWS folds it into s3:ListBucket).
+    sandbox.create_user("reader", ["s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:HeadBucket"])
+    sandbox.enforce_auth()
+    yield sandbox
+    sandbox.stop()
+
+
+def s3_settings(sandbox: S3Sandbox, bucket: str = "nim-profiles", user: str = "admin", **overrides):
+    from nimrunbook.store import S3Settings
+
+    key_id, secret = sandbox.credentials[user]
+    options = {"endpoint_url": sandbox.endpoint_url, "ca_bundle": str(sandbox.certs.ca_bundle), **overrides}
+    return S3Settings(bucket, access_key_id=key_id, secret_access_key=secret, **options)

@@ -1,0 +1,5 @@
+import sys
+
+from nimrunbook.cli import main
+
+sys.exit(main())

@@ -1,0 +1,83 @@
+"""Helpers the command groups share: reading inputs, the S3 and image options."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from nimrunbook.errors import InputError
+from nimrunbook.profiles import Manifest, parse_manifest
+from nimrunbook.store import S3Settings
+
+
+def read_input(path: str, what: str) -> str:
+    """Text of a file, or of standard input for ``-``, with a clear error when absent or empty."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise InputError(f"Cannot read the {what} file {path!r}: {exc.strerror}.") from None
+    if not text.strip():
+        raise InputError(f"The {what} {'on standard input' if path == '-' else repr(path)} is empty.")
+    return text
+
+
+def add_s3_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "object store", "credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --aws-profile, never from the command line"
+    )
+    group.add_argument("--bucket", help="the dedicated bucket (default: $NIM_BUCKET_NAME)")
+    group.add_argument("--endpoint-url", help="S3 endpoint, e.g. https://minio.example.com (omit for AWS S3; default: $AWS_ENDPOINT_URL)")
+    group.add_argument("--region", help="region (default: $AWS_DEFAULT_REGION or us-east-1)")
+    group.add_argument("--aws-profile", help="AWS credentials profile")
+    group.add_argument("--ca-bundle", help="PEM bundle of the CA that signed the endpoint's certificate")
+    group.add_argument("--insecure", action="store_true", help="skip TLS verification (loudly recorded; avoid)")
+    group.add_argument("--path-style", action="store_true", help="path-style addressing (DataRobot needs virtual-hosted)")
+
+
+def s3_settings(args: argparse.Namespace) -> S3Settings:
+    overrides = {"profile": args.aws_profile, "insecure": args.insecure, "path_style": args.path_style}
+    settings = S3Settings.from_environment(args.bucket, **overrides)
+    if args.endpoint_url:
+        settings.endpoint_url = args.endpoint_url
+    if args.region:
+        settings.region = args.region
+    if args.ca_bundle:
+        settings.ca_bundle = args.ca_bundle
+    return settings
+
+
+def add_manifest_options(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--manifest", help="the image's model_manifest.yaml")
+    source.add_argument("--image", help="read the manifest from this image (needs the Docker engine)")
+
+
+def load_manifest(args: argparse.Namespace) -> Manifest:
+    if args.manifest:
+        return parse_manifest(read_input(args.manifest, "model manifest"))
+    from nimrunbook.engine import docker_client
+    from nimrunbook.nim import read_manifest
+
+    return read_manifest(docker_client(), args.image)[0]
+
+
+def profile_ids(args: argparse.Namespace) -> list[str]:
+    ids = list(args.profiles or [])
+    if args.profiles_from:
+        ids += read_input(args.profiles_from, "profile id list").split()
+    if not ids:
+        raise InputError("No profile ids given.", hint="Pass --profiles ID [ID ...] or --profiles-from FILE (from `profiles plan --format ids`).")
+    return ids
+
+
+def add_profile_id_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profiles", nargs="+", metavar="ID", help="profile ids")
+    parser.add_argument("--profiles-from", metavar="FILE", help="file of profile ids (profiles plan --format ids), or -")
+
+
+def print_table(frame, columns: list[str] | None = None) -> None:
+    import pandas as pd
+
+    with pd.option_context("display.max_rows", None, "display.max_colwidth", 90, "display.width", 250):
+        print((frame[columns] if columns else frame).to_string(index=False))
