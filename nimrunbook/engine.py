@@ -7,7 +7,7 @@ import os
 import docker
 import docker.errors
 
-from nimrunbook.errors import DockerError, ImageNotFoundError, RegistryAuthError
+from nimrunbook.errors import DiskSpaceError, DockerError, ImageNotFoundError, NimRunbookError, RegistryAuthError
 from nimrunbook.redact import redact
 
 NGC_REGISTRY = "nvcr.io"
@@ -55,9 +55,14 @@ def auth_for(ref: str, ngc_api_key: str | None) -> dict | None:
     return None
 
 
-def translate_api_error(exc: Exception, ref: str) -> DockerError:
+def translate_api_error(exc: Exception, ref: str) -> NimRunbookError:
     """A Docker API error about ``ref`` as one of our errors, with the fix, secrets redacted."""
-    text = redact(str(getattr(exc, "explanation", None) or exc))
+    return registry_failure(str(getattr(exc, "explanation", None) or exc), ref)
+
+
+def registry_failure(text: str, ref: str) -> NimRunbookError:
+    """What a registry client (Docker, skopeo) said about ``ref``, as an error that says what to do."""
+    text = redact(text.strip())
     lowered = text.lower()
     registry = registry_of(ref)
     if any(word in lowered for word in ("unauthorized", "denied", "authentication required", "forbidden", "no basic auth")):
@@ -73,14 +78,17 @@ def translate_api_error(exc: Exception, ref: str) -> DockerError:
             hint="Check the image name and tag (e.g. nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5) "
             "against the NGC catalog or your registry.",
         )
+    if "x509" in lowered or "certificate" in lowered or "tls:" in lowered:
+        return DockerError(
+            f"TLS verification of {registry} failed: {text}",
+            hint=f"Pass the CA bundle that signed {registry}'s certificate (ca_bundles={{'{registry}': 'ca.pem'}}, "
+            f"CLI --ca-bundle {registry}=ca.pem; the Docker engine reads /etc/docker/certs.d/{registry}/ca.crt).",
+        )
     if any(word in lowered for word in ("connection refused", "no such host", "timeout", "i/o timeout", "dial tcp")):
         return DockerError(
             f"The registry {registry} cannot be reached: {text}",
             hint="Check the host name, port, proxy settings and that the registry is running.",
         )
-    if "x509" in lowered or "certificate" in lowered:
-        return DockerError(
-            f"TLS verification of {registry} failed: {text}",
-            hint=f"Give the engine the registry's CA: /etc/docker/certs.d/{registry}/ca.crt.",
-        )
+    if "no space left" in lowered:
+        return DiskSpaceError(f"The disk filled up while copying {ref}: {text}", hint="Free space, then run again: it resumes.")
     return DockerError(f"Docker failed on {ref}: {text}")

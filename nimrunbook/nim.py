@@ -109,11 +109,16 @@ def _run_tool(
     """Run a NIM tool in a throwaway container; returns (exit code, output). Always removes it."""
     device_requests = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if gpus else None
     try:
-        container = client.containers.run(
-            image, command, detach=True, environment=environment or {}, volumes=volumes or {},
+        container = client.containers.create(
+            image, command, environment=environment or {}, volumes=volumes or {},
             network_mode=network_mode, device_requests=device_requests,
         )  # fmt: skip
     except (docker.errors.ImageNotFound, docker.errors.APIError) as exc:
+        raise translate_api_error(exc, image) from None
+    try:
+        container.start()
+    except docker.errors.APIError as exc:
+        container.remove(force=True)
         raise translate_api_error(exc, image) from None
     lines: deque[str] = deque(maxlen=2000)
     output: list[str] = []

@@ -104,6 +104,7 @@ def s3(tmp_path_factory):
     for bucket in ("nim-profiles", "nim-inside", "nim-mixed", "nim-resume", "nim-changed", "nim-direct"):
         sandbox.create_bucket(bucket)
     sandbox.create_user("admin", ["s3:*"])
+    sandbox.create_user("ecr-admin", ["ecr:*"])
     # moto names the HeadBucket permission s3:HeadBucket (AWS folds it into s3:ListBucket).
     sandbox.create_user("reader", ["s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:HeadBucket"])
     sandbox.enforce_auth()
@@ -117,3 +118,30 @@ def s3_settings(sandbox: S3Sandbox, bucket: str = "nim-profiles", user: str = "a
     key_id, secret = sandbox.credentials[user]
     options = {"endpoint_url": sandbox.endpoint_url, "ca_bundle": str(sandbox.certs.ca_bundle), **overrides}
     return S3Settings(bucket, access_key_id=key_id, secret_access_key=secret, **options)
+
+
+from nimrunbook.sandbox.tls import Certificates  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory) -> Certificates:
+    return Certificates(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="session")
+def internal_registry(tmp_path_factory, certs):
+    """The air gap's internal registry: TLS with the test CA."""
+    cert, key = certs.issue("registry", "127.0.0.1", "localhost")
+    registry = LocalRegistry(root=tmp_path_factory.mktemp("internal-registry"), cert_file=cert, key_file=key).start()
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture(scope="session")
+def ngc_images(docker, standin_image, standin_image_next, ngc_registry, ngc_image) -> list[str]:
+    """Two NIM versions in the nvcr.io stand-in, as a run that mirrors the guide's allowlist would."""
+    second = f"{ngc_registry.host}/nim/meta/llama-3.2-1b-instruct:1.8.6"
+    docker.images.get(standin_image_next).tag(second)
+    for event in docker.api.push(second, stream=True, decode=True):
+        assert "error" not in event, event
+    return [ngc_image, second]

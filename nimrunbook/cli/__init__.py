@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from nimrunbook import __version__
-from nimrunbook.cli import profiles
+from nimrunbook.cli import images, profiles
 from nimrunbook.errors import NimRunbookError
 from nimrunbook.redact import RedactingFilter, redact
 
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
     commands = parser.add_subparsers(dest="command", required=True)
     profiles.add_commands(commands)
+    images.add_commands(commands)
     return parser
 
 

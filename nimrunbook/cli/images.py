@@ -1,0 +1,64 @@
+"""``nimrunbook images ...``: mirror, export, import."""
+
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+
+from nimrunbook.cli.common import print_table
+from nimrunbook.errors import InputError
+from nimrunbook.images import RegistryAccess, export, import_, mirror
+
+
+def _access(args: argparse.Namespace) -> RegistryAccess:
+    bundles = {}
+    for item in args.ca_bundle or []:
+        host, sep, path = item.partition("=")
+        if not sep:
+            raise InputError(f"--ca-bundle {item!r} is not HOST=FILE.", hint="e.g. --ca-bundle registry.example.com:5000=ca.pem")
+        bundles[host] = path
+    access = RegistryAccess(ca_bundles=bundles, insecure=set(args.insecure or []))
+    access.add_ngc_key(None)  # NGC_API_KEY from the environment, for nvcr.io
+    return access
+
+
+def _show(results) -> int:
+    print_table(pd.DataFrame([r.as_dict() for r in results]), ["source", "destination", "digest", "status", "backend"])
+    return 0
+
+
+def cmd_mirror(args: argparse.Namespace) -> int:
+    return _show(mirror(args.images, args.to, access=_access(args), backend=args.backend, workers=args.workers))
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    return _show(export(args.images, args.dir, access=_access(args), backend=args.backend))
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    return _show(import_(args.dir, args.to, access=_access(args), workers=args.workers))
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    images = commands.add_parser("images", help="mirror NIM container images (NGC_API_KEY logs in to nvcr.io)")
+    sub = images.add_subparsers(dest="action", required=True)
+    specs = (
+        ("mirror", cmd_mirror, "registry to registry, keeping paths, tags and digests"),
+        ("export", cmd_export, "into one OCI image layout (or docker archive) for removable media"),
+        ("import", cmd_import, "from an export into the internal registry"),
+    )
+    for name, handler, text in specs:
+        command = sub.add_parser(name, help=text)
+        if name != "import":
+            command.add_argument("images", nargs="+", help="full refs, e.g. nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5")
+        if name != "mirror":
+            command.add_argument("--dir", required=True, help="the export directory")
+        if name != "export":
+            command.add_argument("--to", required=True, help="destination registry (host[:port][/prefix])")
+            command.add_argument("--workers", type=int, default=2, help="images copied in parallel")
+        if name != "import":
+            command.add_argument("--backend", choices=["auto", "skopeo", "docker"], default="auto")
+        command.add_argument("--ca-bundle", action="append", metavar="HOST=PEM", help="CA bundle for a registry (repeatable)")
+        command.add_argument("--insecure", action="append", metavar="HOST", help="do not verify TLS of HOST (repeatable)")
+        command.set_defaults(handler=handler)

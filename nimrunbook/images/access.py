@@ -1,0 +1,95 @@
+"""How to reach each registry: credentials and TLS, per registry host.
+
+Credentials come from the Docker config (``docker login`` writes it), from
+NGC_API_KEY for nvcr.io (user ``$oauthtoken``), or from ECR's token. They
+reach skopeo through a temporary auth file readable only by us, never through
+the command line, where ``ps`` would show them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nimrunbook.engine import NGC_REGISTRY, NGC_USERNAME
+from nimrunbook.errors import InputError
+from nimrunbook.redact import register_secret
+
+
+@dataclass
+class RegistryAccess:
+    """TLS settings and credentials of the registries a run talks to."""
+
+    ca_bundles: dict[str, str] = field(default_factory=dict)  # host -> PEM file
+    insecure: set[str] = field(default_factory=set)  # hosts whose TLS is not verified (or plain http)
+    credentials: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)
+    docker_config: str | None = None
+
+    def __post_init__(self) -> None:
+        for host, bundle in self.ca_bundles.items():
+            if not os.path.isfile(bundle):
+                raise InputError(f"The CA bundle {bundle} for {host} does not exist.", hint="Give the registry CA's PEM file.")
+        for _, secret in self.credentials.values():
+            register_secret(secret)
+
+    def add_ngc_key(self, key: str | None) -> None:
+        key = key or os.environ.get("NGC_API_KEY")
+        if key:
+            register_secret(key)
+            self.credentials.setdefault(NGC_REGISTRY, (NGC_USERNAME, key))
+
+    def login(self, host: str, username: str, password: str) -> None:
+        register_secret(password)
+        self.credentials[host] = (username, password)
+
+    def verifies(self, host: str) -> bool:
+        return host not in self.insecure
+
+    def _docker_config_auths(self) -> dict:
+        path = Path(self.docker_config or os.environ.get("DOCKER_CONFIG", Path.home() / ".docker")) / "config.json"
+        try:
+            return json.loads(path.read_text()).get("auths", {})
+        except (OSError, ValueError):
+            return {}
+
+    def auth_document(self) -> dict:
+        """A containers-auth.json document: the Docker config's entries, then ours on top."""
+        auths = dict(self._docker_config_auths())
+        for host, (user, secret) in self.credentials.items():
+            auths[host] = {"auth": base64.b64encode(f"{user}:{secret}".encode()).decode()}
+        return {"auths": auths}
+
+    def docker_auth(self, host: str) -> dict | None:
+        """Credentials for the Docker SDK's pull/push (None: let the engine use its own config)."""
+        if host in self.credentials:
+            user, secret = self.credentials[host]
+            return {"username": user, "password": secret}
+        return None
+
+    @contextmanager
+    def auth_file(self):
+        """A temporary auth file (mode 0600) for skopeo; removed afterwards."""
+        handle, name = tempfile.mkstemp(prefix="nimrunbook-auth-", suffix=".json")
+        try:
+            with os.fdopen(handle, "w") as writer:
+                json.dump(self.auth_document(), writer)
+            os.chmod(name, 0o600)
+            yield name
+        finally:
+            os.unlink(name)
+
+    @contextmanager
+    def cert_dir(self, host: str):
+        """A directory holding the host's CA as ``ca.crt`` (skopeo's --cert-dir), or None."""
+        bundle = self.ca_bundles.get(host)
+        if not bundle:
+            yield None
+            return
+        with tempfile.TemporaryDirectory(prefix="nimrunbook-certs-") as directory:
+            Path(directory, "ca.crt").write_bytes(Path(bundle).read_bytes())
+            yield directory
