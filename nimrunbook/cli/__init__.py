@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from nimrunbook import __version__
-from nimrunbook.cli import images, profiles
+from nimrunbook.cli import bundle, images, profiles
 from nimrunbook.errors import NimRunbookError
 from nimrunbook.redact import RedactingFilter, redact
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     profiles.add_commands(commands)
     images.add_commands(commands)
+    bundle.add_commands(commands)
     return parser
 
 

@@ -1,0 +1,53 @@
+"""What the secure side already has: bucket objects with checksums, registry digests.
+
+Run inside, carried out on the next trip, and given to ``create(have=...)`` so
+the next bundle carries only what is missing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from nimrunbook.images import RegistryAccess
+from nimrunbook.images.mirror import BackendName, _backend
+from nimrunbook.images.refs import ImageRef
+from nimrunbook.store import S3Settings, make_client
+from nimrunbook.store.client import storage_error
+from nimrunbook.store.keys import looks_like_nim_key
+from nimrunbook.store.upload import _remote
+
+FORMAT = "nimrunbook.inventory"
+
+
+def inventory(
+    settings: S3Settings | None = None,
+    *,
+    registry: str | None = None,
+    images: Sequence[str] = (),
+    access: RegistryAccess | None = None,
+    backend: BackendName = "auto",
+    workers: int = 8,
+) -> dict:
+    """A JSON-ready inventory: ``objects`` (key -> size, sha256) and ``images`` (source ref -> digest inside)."""
+    document: dict = {"format": FORMAT, "version": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                      "bucket": settings.bucket if settings else None, "registry": registry, "objects": {}, "images": {}}  # fmt: skip
+    if settings is not None:
+        client = make_client(settings, max_connections=workers * 2)
+        try:
+            keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=settings.bucket)
+                    for o in page.get("Contents", []) if looks_like_nim_key(o["Key"])]  # fmt: skip
+        except Exception as exc:  # noqa: BLE001
+            raise storage_error(exc, settings, "listing the bucket") from None
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for key, remote in zip(keys, pool.map(lambda k: _remote(client, settings.bucket, k), keys)):
+                if remote is not None:
+                    document["objects"][key] = {"size": remote[0], "sha256": remote[1]}
+    if registry and images:
+        engine = _backend(backend, access or RegistryAccess())
+        for ref in images:
+            digest = engine.digest(ImageRef.parse(ref).moved_to(registry))
+            if digest:
+                document["images"][ref] = digest
+    return document

@@ -1,0 +1,132 @@
+"""Writing files to removable media: atomically, resumably, split into parts when the media needs it.
+
+FAT32 holds no file of 4 GiB or more, and model weights are often larger, so
+large files can be split into numbered parts, each hashed. A part or file is
+written under a temporary name and renamed when complete; a record of what is
+complete lets a re-run (after the drive was pulled) skip it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nimrunbook import hashing
+from nimrunbook.progress import Progress
+
+FAT32_PART_SIZE = 4 * 1024**3 - 1
+CHUNK = 8 * 1024 * 1024
+
+
+@dataclass
+class WrittenFile:
+    """A file as it sits on the media: whole, or as parts (``parts`` then lists each)."""
+
+    path: str  # relative to the bundle root
+    size: int
+    sha256: str
+    parts: list[dict] = field(default_factory=list)  # [{"path", "size", "sha256"}]
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "size": self.size, "sha256": self.sha256, "parts": self.parts}
+
+
+class WriteRecord:
+    """Append-only record of completed files; survives a pulled drive."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self.done: dict[str, dict] = {}
+        if path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                    self.done[entry["path"]] = entry
+                except (ValueError, KeyError, TypeError):
+                    continue
+
+    def complete(self, root: Path, relative: str) -> WrittenFile | None:
+        entry = self.done.get(relative)
+        if not entry:
+            return None
+        files = [entry["path"]] if not entry["parts"] else [p["path"] for p in entry["parts"]]
+        sizes = [entry["size"]] if not entry["parts"] else [p["size"] for p in entry["parts"]]
+        for name, size in zip(files, sizes):
+            target = root / name
+            if not target.exists() or target.stat().st_size != size:
+                return None
+        return WrittenFile(entry["path"], entry["size"], entry["sha256"], entry["parts"])
+
+    def add(self, written: WrittenFile) -> None:
+        with self._lock:
+            self.done[written.path] = written.as_dict()
+            with open(self.path, "a") as handle:
+                handle.write(json.dumps(written.as_dict()) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+
+
+def part_name(relative: str, index: int) -> str:
+    return f"{relative}.part{index:04d}"
+
+
+def write_file(source: Path, root: Path, relative: str, part_size: int | None, progress: Progress | None) -> WrittenFile:
+    """Copy ``source`` to ``root/relative`` (or its parts), hashing in the same read."""
+    target = root / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    size = source.stat().st_size
+    if not part_size or size <= part_size:
+        partial = target.with_name(target.name + ".incomplete")
+        digest = hashing.copy_and_hash(source, partial, progress)
+        os.replace(partial, target)
+        return WrittenFile(relative, size, digest)
+    whole = hashlib.sha256()
+    parts: list[dict] = []
+    with open(source, "rb", buffering=0) as reader:
+        index = 0
+        while True:
+            remaining = min(part_size, size - index * part_size)
+            if remaining <= 0:
+                break
+            name = part_name(relative, index)
+            partial = root / (name + ".incomplete")
+            part_hash = hashlib.sha256()
+            with open(partial, "wb") as writer:
+                while remaining > 0:
+                    chunk = reader.read(min(CHUNK, remaining))
+                    if not chunk:
+                        break
+                    whole.update(chunk)
+                    part_hash.update(chunk)
+                    writer.write(chunk)
+                    remaining -= len(chunk)
+                    hashing._counted(len(chunk))
+                    if progress:
+                        progress.advance(len(chunk))
+                writer.flush()
+                os.fsync(writer.fileno())
+            os.replace(partial, root / name)
+            parts.append({"path": name, "size": (root / name).stat().st_size, "sha256": part_hash.hexdigest()})
+            index += 1
+    return WrittenFile(relative, size, whole.hexdigest(), parts)
+
+
+def reassemble(root: Path, written: dict, target: Path, progress: Progress | None = None) -> str:
+    """Concatenate a split file's parts into ``target`` (atomically); returns the whole file's sha256."""
+    partial = target.with_name(target.name + ".incomplete")
+    digest = hashlib.sha256()
+    with open(partial, "wb") as writer:
+        for part in written["parts"]:
+            with open(root / part["path"], "rb", buffering=0) as reader:
+                while chunk := reader.read(CHUNK):
+                    digest.update(chunk)
+                    writer.write(chunk)
+                    if progress:
+                        progress.advance(len(chunk))
+    os.replace(partial, target)
+    return digest.hexdigest()

@@ -1,0 +1,120 @@
+"""``nimrunbook bundle ...``: create, verify, import, inventory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from nimrunbook.bundle import create, import_, inventory, verify
+from nimrunbook.bundle.parts import FAT32_PART_SIZE
+from nimrunbook.cli.common import add_profile_id_options, add_s3_options, profile_ids, read_input, s3_settings
+from nimrunbook.cli.images import _access
+from nimrunbook.hashing import HashJournal
+from nimrunbook.profiles import parse_manifest
+from nimrunbook.store import plan_publish
+
+
+def _registry_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--ca-bundle", action="append", metavar="HOST=PEM", help="CA bundle for a registry (repeatable)")
+    command.add_argument("--insecure", action="append", metavar="HOST", help="do not verify TLS of HOST (repeatable)")
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    plan = None
+    if args.cache:
+        if args.manifest:
+            manifest = parse_manifest(read_input(args.manifest, "model manifest"))
+        else:
+            from nimrunbook.engine import docker_client
+            from nimrunbook.nim import read_manifest
+
+            manifest = read_manifest(docker_client(), args.manifest_from_image or args.images[0])[0]
+        plan = plan_publish(manifest, args.cache, profile_ids(args))
+    have = json.loads(read_input(args.have, "inventory")) if args.have else None
+    inside = {"bucket": args.bucket, "endpoint_url": args.endpoint_url, "region": args.region, "registry": args.registry}
+    result = create(
+        args.dest, images=args.images or [], plan=plan, have=have, sign_key=args.sign_key,
+        part_size=FAT32_PART_SIZE if args.fat32 else args.part_size, access=_access(args), image_backend=args.backend,
+        inside={k: v for k, v in inside.items() if v}, journal=HashJournal(Path(args.cache) / ".nimrunbook-sha256.jsonl") if args.cache else None,
+    )  # fmt: skip
+    print(f"bundle in {result.path}: {result.files} files, {result.bytes} bytes; signed: {result.signed}; "
+          f"left out: {len(result.left_out['images'])} images, {len(result.left_out['objects'])} objects")  # fmt: skip
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    report = verify(args.path, public_key=args.public_key, record_dir=args.record_dir)
+    sys.stdout.write(report.table())
+    print(f"\nrecord: {report.record_json}")
+    return 0 if report.ok else 1
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    settings = s3_settings(args) if (args.bucket or args.endpoint_url) else None
+    result = import_(args.path, registry=args.registry, settings=settings, access=_access(args), public_key=args.public_key,
+                     workers=args.workers, record_dir=args.record_dir)  # fmt: skip
+    print(f"verified ({result.verification.signature}); images: {[i.status for i in result.images]}; "
+          f"profiles: {result.upload.counts() if result.upload else 'none'}")  # fmt: skip
+    return 0
+
+
+def cmd_inventory(args: argparse.Namespace) -> int:
+    settings = s3_settings(args) if (args.bucket or args.endpoint_url) else None
+    document = inventory(settings, registry=args.registry, images=args.images or [], access=_access(args))
+    text = json.dumps(document, indent=2) + "\n"
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"inventory of {len(document['objects'])} objects and {len(document['images'])} images in {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    bundle = commands.add_parser("bundle", help="the offline bundle for removable media")
+    sub = bundle.add_subparsers(dest="action", required=True)
+
+    make = sub.add_parser("create", help="write images and profiles to removable media, with checksums and a signature")
+    make.add_argument("dest", help="folder on the media")
+    make.add_argument("--images", nargs="+", metavar="REF", help="images to carry (e.g. nvcr.io/nim/meta/...:1.8.5)")
+    make.add_argument("--cache", help="the NIM cache holding the profiles")
+    add_profile_id_options(make)
+    make.add_argument("--manifest", help="model_manifest.yaml (default: read from the first image)")
+    make.add_argument("--manifest-from-image", metavar="REF", help="read the manifest from this image")
+    make.add_argument("--have", help="inventory JSON from the inside: carry only what is missing")
+    make.add_argument("--sign-key", help="OpenSSH private key to sign bundle.json and SHA256SUMS")
+    size = make.add_mutually_exclusive_group()
+    size.add_argument("--part-size", type=int, help="split files larger than this many bytes into parts")
+    size.add_argument("--fat32", action="store_true", help="split into parts of 4 GiB - 1 (FAT32 media)")
+    make.add_argument("--backend", choices=["auto", "skopeo", "docker"], default="auto")
+    for name, text in (("--bucket", "inside bucket"), ("--endpoint-url", "inside S3 endpoint"), ("--region", "inside region"),
+                       ("--registry", "inside registry")):  # fmt: skip
+        make.add_argument(name, help=f"{text}, recorded for the inside")
+    _registry_options(make)
+    make.set_defaults(handler=cmd_create)
+
+    check = sub.add_parser("verify", help="check signature and every file; write a verification record")
+    check.add_argument("path")
+    check.add_argument("--public-key", help="the signer's OpenSSH public key")
+    check.add_argument("--record-dir", help="where the record goes (default: <bundle>/verification)")
+    check.set_defaults(handler=cmd_verify)
+
+    load = sub.add_parser("import", help="verify, then push images and upload profiles inside")
+    load.add_argument("path")
+    load.add_argument("--registry", help="the internal registry")
+    load.add_argument("--public-key", help="the signer's OpenSSH public key")
+    load.add_argument("--record-dir")
+    load.add_argument("--workers", type=int, default=8)
+    add_s3_options(load)
+    _registry_options(load)
+    load.set_defaults(handler=cmd_import)
+
+    have = sub.add_parser("inventory", help="what the inside already has, for an incremental bundle")
+    have.add_argument("--registry", help="the internal registry")
+    have.add_argument("--images", nargs="*", metavar="REF", help="original refs to look up in the registry")
+    have.add_argument("--output", "-o", help="write the JSON here")
+    add_s3_options(have)
+    _registry_options(have)
+    have.set_defaults(handler=cmd_inventory)
