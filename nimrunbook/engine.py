@@ -82,7 +82,7 @@ def registry_failure(text: str, ref: str) -> NimRunbookError:
         return DockerError(
             f"TLS verification of {registry} failed: {text}",
             hint=f"Pass the CA bundle that signed {registry}'s certificate (ca_bundles={{'{registry}': 'ca.pem'}}, "
-            f"CLI --ca-bundle {registry}=ca.pem; the Docker engine reads /etc/docker/certs.d/{registry}/ca.crt).",
+            f"CLI --registry-ca {registry}=ca.pem; the Docker engine reads /etc/docker/certs.d/{registry}/ca.crt).",
         )
     if any(word in lowered for word in ("connection refused", "no such host", "timeout", "i/o timeout", "dial tcp")):
         return DockerError(

@@ -119,7 +119,7 @@ def test_cli_mirror(ngc_registry, internal_registry, certs, ngc_image):
 
     result = subprocess.run(
         [sys.executable, "-m", "nimrunbook.cli", "images", "mirror", ngc_image, "--to", f"{internal_registry.host}/cli",
-         "--insecure", ngc_registry.host, "--ca-bundle", f"{internal_registry.host}={certs.ca_bundle}"],
+         "--registry-insecure", ngc_registry.host, "--registry-ca", f"{internal_registry.host}={certs.ca_bundle}"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

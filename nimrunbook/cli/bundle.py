@@ -10,15 +10,10 @@ from pathlib import Path
 from nimrunbook.bundle import create, import_, inventory, verify
 from nimrunbook.bundle.parts import FAT32_PART_SIZE
 from nimrunbook.cli.common import add_profile_id_options, add_s3_options, profile_ids, read_input, s3_settings
-from nimrunbook.cli.images import _access
+from nimrunbook.cli.images import _access, add_registry_options
 from nimrunbook.hashing import HashJournal
 from nimrunbook.profiles import parse_manifest
 from nimrunbook.store import plan_publish
-
-
-def _registry_options(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--ca-bundle", action="append", metavar="HOST=PEM", help="CA bundle for a registry (repeatable)")
-    command.add_argument("--insecure", action="append", metavar="HOST", help="do not verify TLS of HOST (repeatable)")
 
 
 def cmd_create(args: argparse.Namespace) -> int:
@@ -92,7 +87,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     for name, text in (("--bucket", "inside bucket"), ("--endpoint-url", "inside S3 endpoint"), ("--region", "inside region"),
                        ("--registry", "inside registry")):  # fmt: skip
         make.add_argument(name, help=f"{text}, recorded for the inside")
-    _registry_options(make)
+    add_registry_options(make)
     make.set_defaults(handler=cmd_create)
 
     check = sub.add_parser("verify", help="check signature and every file; write a verification record")
@@ -108,7 +103,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     load.add_argument("--record-dir")
     load.add_argument("--workers", type=int, default=8)
     add_s3_options(load)
-    _registry_options(load)
+    add_registry_options(load)
     load.set_defaults(handler=cmd_import)
 
     have = sub.add_parser("inventory", help="what the inside already has, for an incremental bundle")
@@ -116,5 +111,5 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     have.add_argument("--images", nargs="*", metavar="REF", help="original refs to look up in the registry")
     have.add_argument("--output", "-o", help="write the JSON here")
     add_s3_options(have)
-    _registry_options(have)
+    add_registry_options(have)
     have.set_defaults(handler=cmd_inventory)

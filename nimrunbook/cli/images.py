@@ -13,12 +13,12 @@ from nimrunbook.images import RegistryAccess, export, import_, mirror
 
 def _access(args: argparse.Namespace) -> RegistryAccess:
     bundles = {}
-    for item in args.ca_bundle or []:
+    for item in args.registry_ca or []:
         host, sep, path = item.partition("=")
         if not sep:
-            raise InputError(f"--ca-bundle {item!r} is not HOST=FILE.", hint="e.g. --ca-bundle registry.example.com:5000=ca.pem")
+            raise InputError(f"--registry-ca {item!r} is not HOST=FILE.", hint="e.g. --registry-ca registry.example.com:5000=ca.pem")
         bundles[host] = path
-    access = RegistryAccess(ca_bundles=bundles, insecure=set(args.insecure or []))
+    access = RegistryAccess(ca_bundles=bundles, insecure=set(args.registry_insecure or []))
     access.add_ngc_key(None)  # NGC_API_KEY from the environment, for nvcr.io
     return access
 
@@ -59,6 +59,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
             command.add_argument("--workers", type=int, default=2, help="images copied in parallel")
         if name != "import":
             command.add_argument("--backend", choices=["auto", "skopeo", "docker"], default="auto")
-        command.add_argument("--ca-bundle", action="append", metavar="HOST=PEM", help="CA bundle for a registry (repeatable)")
-        command.add_argument("--insecure", action="append", metavar="HOST", help="do not verify TLS of HOST (repeatable)")
+        add_registry_options(command)
         command.set_defaults(handler=handler)
+
+
+def add_registry_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--registry-ca", action="append", metavar="HOST=PEM", help="CA bundle for a registry (repeatable)")
+    command.add_argument("--registry-insecure", action="append", metavar="HOST",
+                         help="do not verify TLS of registry HOST, or use plain http (repeatable)")  # fmt: skip
