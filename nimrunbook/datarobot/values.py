@@ -1,0 +1,183 @@
+"""DataRobot's Helm values for NIM in an air gap (the guide's §4.1), built, validated and merged.
+
+A typo here shows up only later, as ``ImagePullBackOff`` or a NIM that cannot
+find its profiles, so every value is derived from what the run actually did
+(the images it mirrored, the bucket it published to) and checked before it is
+written. Merging keeps the existing file's comments, order and other keys.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import ipaddress
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+from nimrunbook.errors import InputError
+from nimrunbook.images.refs import ImageRef
+
+SECTION = "custom-templates"
+ALLOWLIST_COMMENT = "DataRobot ignores the tags: each entry allows its image in every tag"
+REGISTRY_COMMENT = "must equal the CUSTOM_MODEL_NIM_IMAGE_REGISTRY environment variable"
+
+
+@dataclass
+class DataRobotSettings:
+    """What DataRobot must know; ``allowlist`` holds the original ``nvcr.io/...:tag`` refs."""
+
+    internal_registry: str
+    bucket: str
+    region: str = "us-east-1"
+    endpoint_url: str | None = None  # None for AWS S3; required for MinIO
+    allowlist: list[str] = field(default_factory=list)
+
+
+def build_values(settings: DataRobotSettings) -> CommentedMap:
+    """The values as a ruamel mapping (so the comments travel with it)."""
+    templates = CommentedMap()
+    templates["custom_model_nim_image_registry"] = settings.internal_registry
+    templates.yaml_add_eol_comment(REGISTRY_COMMENT, "custom_model_nim_image_registry")
+    templates["custom_model_nim_repository_override"] = f"s3://{settings.bucket}/"
+    if settings.endpoint_url:
+        templates["custom_model_nim_aws_endpoint_url"] = settings.endpoint_url
+    templates["custom_model_nim_aws_region"] = settings.region
+    allowlist = CommentedSeq(settings.allowlist)
+    templates["custom_model_nim_image_url_allowlist"] = allowlist
+    templates.yaml_add_eol_comment(ALLOWLIST_COMMENT, "custom_model_nim_image_url_allowlist")
+    values = CommentedMap()
+    values["core"] = CommentedMap({"config_env_vars": CommentedMap({"SERVE_NIM_MODEL_FROM_LOCAL_ASSETS": True})})
+    values[SECTION] = templates
+    return values
+
+
+def _yaml() -> YAML:
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 4096
+    return yaml
+
+
+def _dump(document) -> str:
+    buffer = io.StringIO()
+    _yaml().dump(document, buffer)
+    return buffer.getvalue()
+
+
+def values_yaml(settings: DataRobotSettings) -> str:
+    return _dump(build_values(settings))
+
+
+def _merge(target: CommentedMap, source: CommentedMap) -> None:
+    for key, value in source.items():
+        if isinstance(value, CommentedMap) and isinstance(target.get(key), CommentedMap):
+            _merge(target[key], value)
+        else:
+            target[key] = value
+            comment = source.ca.items.get(key)
+            if comment:
+                target.ca.items[key] = comment
+
+
+def merge_values(values_file: str | Path, settings: DataRobotSettings, *, write: bool = False) -> tuple[str, Path | None]:
+    """Merge our keys into an existing values file, keeping its comments, order and other keys.
+
+    Returns the unified diff and, when ``write``, the backup written first.
+    """
+    path = Path(values_file)
+    original = path.read_text() if path.exists() else ""
+    document = _yaml().load(original) if original.strip() else CommentedMap()
+    if not isinstance(document, CommentedMap):
+        raise InputError(f"{path} is not a YAML mapping.", hint="Give the DataRobot Helm values file (values.yaml).")
+    _merge(document, build_values(settings))
+    merged = _dump(document)
+    diff = "".join(difflib.unified_diff(original.splitlines(True), merged.splitlines(True), f"{path} (current)", f"{path} (merged)"))
+    backup = None
+    if write and diff:
+        if path.exists():
+            backup = path.with_name(f"{path.name}.bak-{time.strftime('%Y%m%d%H%M%S')}")
+            shutil.copy2(path, backup)
+        partial = path.with_name(path.name + ".incomplete")
+        partial.write_text(merged)
+        partial.replace(path)
+    return diff, backup
+
+
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+@dataclass
+class Problem:
+    field: str
+    message: str
+
+
+def _bucket_problems(bucket: str) -> list[Problem]:
+    if not _BUCKET_RE.match(bucket or "") or ".." in bucket or bucket.startswith("xn--") or bucket.endswith("-s3alias"):
+        return [Problem("bucket", f"{bucket!r} is not a valid bucket name: 3-63 lower-case letters, digits, dots and "
+                                  "hyphens, starting and ending with a letter or digit.")]  # fmt: skip
+    try:
+        ipaddress.ip_address(bucket)
+        return [Problem("bucket", f"{bucket!r} looks like an IP address, which S3 does not allow as a bucket name.")]
+    except ValueError:
+        pass
+    if "." in bucket:
+        return [Problem("bucket", f"{bucket!r} contains dots: with virtual-hosted addressing its host name "
+                                  f"({bucket}.<domain>) is not covered by a *.<domain> certificate. Use hyphens.")]  # fmt: skip
+    return []
+
+
+def validate(
+    settings: DataRobotSettings,
+    *,
+    mirrored: Sequence[dict] = (),
+    published_images: Sequence[str] | None = None,
+) -> list[Problem]:
+    """Every problem with the values, each with its own message (empty when all is well).
+
+    ``mirrored`` holds the run's image copies (``source``, ``destination``);
+    ``published_images`` the source refs whose profiles the run published.
+    """
+    problems: list[Problem] = []
+    registry = settings.internal_registry.strip().rstrip("/")
+    if not registry or "://" in registry:
+        problems.append(Problem("internal_registry", f"{settings.internal_registry!r} must be a registry host[:port][/prefix], "
+                                                     "without a scheme."))  # fmt: skip
+    for copy in mirrored:
+        if not copy["destination"].startswith(registry + "/"):
+            problems.append(Problem("internal_registry", f"{copy['source']} was mirrored to {copy['destination']}, which is not "
+                                                         f"in {registry}: DataRobot would pull from the wrong registry."))  # fmt: skip
+    problems += _bucket_problems(settings.bucket)
+    if settings.endpoint_url and urlparse(settings.endpoint_url).scheme != "https":
+        problems.append(Problem("endpoint_url", f"{settings.endpoint_url} is not HTTPS; DataRobot requires an HTTPS endpoint."))
+    if not settings.region:
+        problems.append(Problem("region", "No region set; use the bucket's region (MinIO's default is us-east-1)."))
+    if not settings.allowlist:
+        problems.append(Problem("allowlist", "The image allowlist is empty: the Templates UI would offer no NIM."))
+    mirrored_sources = {c["source"] for c in mirrored}
+    for ref in settings.allowlist:
+        try:
+            ImageRef.parse(ref)
+        except InputError as error:
+            problems.append(Problem("allowlist", error.message))
+            continue
+        if mirrored and ref not in mirrored_sources:
+            problems.append(Problem("allowlist", f"{ref} is allowlisted but was not mirrored: its pods would end in ImagePullBackOff."))
+        if published_images is not None and ref not in published_images:
+            problems.append(Problem("allowlist", f"{ref} is allowlisted but its profiles were not published to s3://{settings.bucket}/."))
+    return problems
+
+
+def raise_for_problems(problems: list[Problem]) -> None:
+    if problems:
+        raise InputError("The DataRobot values are not right:\n" + "\n".join(f"- {p.field}: {p.message}" for p in problems),
+                         hint="Fix the parameters named above and build the values again.")  # fmt: skip
