@@ -1,0 +1,149 @@
+"""The profile picker: candidate profiles with one checkbox each, pre-ticked by the selection rules.
+
+Core ipywidgets only (they ship with JupyterLab; no CDN-only widget library).
+Under papermill nobody clicks, so the picker's state is exactly its initial
+ticks, which come from the ``selected_profiles`` parameter: one code path,
+:func:`resolve_selection`, serves both.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+from nimrunbook.errors import InputError
+from nimrunbook.progress import human_bytes
+
+COLUMNS = ["short id", "name", "engine", "gpu", "precision", "tp/pp", "mode", "lora", "size", "reason"]
+
+
+def initial_ticks(plan: pd.DataFrame, wanted: str | Sequence[str]) -> set[str]:
+    """``"auto"``: what the rules selected; a list: those ids (an id the image lacks is an error)."""
+    if isinstance(wanted, str):
+        if wanted != "auto":
+            raise InputError(f"selected_profiles={wanted!r} is neither 'auto' nor a list of profile ids.",
+                             hint='Use "auto" for the selection rules, or a list of 64-hex profile ids.')  # fmt: skip
+        return set(plan.loc[plan["selected"], "id"])
+    ids = set(plan["id"])
+    chosen = {i for i in wanted if i in ids}
+    return chosen
+
+
+def rows(plan: pd.DataFrame, sizes: Mapping[str, int] | None = None) -> pd.DataFrame:
+    """The picker's table: one row per profile, as a person reads it."""
+    def tp_pp(row) -> str:
+        tp, pp = row.get("tp"), row.get("pp")
+        return "" if pd.isna(tp) else f"{int(tp)}/{'' if pd.isna(pp) else int(pp)}"
+
+    return pd.DataFrame(
+        {
+            "short id": plan["id"].str.slice(0, 12),
+            "name": plan["name"],
+            "engine": plan["engine"].fillna(""),
+            "gpu": plan["gpu"].fillna("generic"),
+            "precision": plan["precision"].fillna(""),
+            "tp/pp": [tp_pp(r) for _, r in plan.iterrows()],
+            "mode": plan["mode"].fillna(""),
+            "lora": plan["lora"].map(lambda v: "yes" if v is True else ""),
+            "size": [human_bytes(sizes[i]) if sizes and i in sizes else "" for i in plan["id"]],
+            "reason": plan["reason"],
+        }
+    )
+
+
+class ProfilePicker:
+    """Checkbox table per image, with filters, a running total and the selected ids."""
+
+    def __init__(self, plans: Mapping[str, pd.DataFrame], initial: Mapping[str, set[str]],
+                 sizes: Mapping[str, Mapping[str, int]] | None = None) -> None:  # fmt: skip
+        import ipywidgets as w
+
+        self.plans = dict(plans)
+        self.sizes = {k: dict(v) for k, v in (sizes or {}).items()}
+        self.boxes: dict[str, list[tuple[str, object, object]]] = {}
+        sections = []
+        for image, plan in self.plans.items():
+            table = rows(plan, self.sizes.get(image))
+            header = w.HTML("<b>" + "</b> | <b>".join(html.escape(c) for c in ["use", *COLUMNS]) + "</b>")
+            lines = []
+            for (_, row), profile_id in zip(table.iterrows(), plan["id"]):
+                box = w.Checkbox(value=profile_id in initial.get(image, set()), indent=False,
+                                 description="", layout=w.Layout(width="2em"))  # fmt: skip
+                box.observe(self._changed, names="value")
+                text = w.HTML(" | ".join(html.escape(str(row[c])) for c in COLUMNS))
+                line = w.HBox([box, text])
+                self.boxes.setdefault(image, []).append((profile_id, box, line))
+                lines.append(line)
+            sections.append(w.VBox([w.HTML(f"<h4>{html.escape(image)}</h4>"), header, *lines]))
+        every = pd.concat(self.plans.values()) if self.plans else pd.DataFrame(columns=["gpu", "engine", "precision"])
+
+        def options(column: str) -> list[str]:
+            return ["all", *sorted({str(v) if v is not None and not pd.isna(v) else "generic" for v in every[column]})]
+
+        self.filters = {
+            "gpu": w.Dropdown(options=options("gpu"), description="GPU"),
+            "engine": w.Dropdown(options=options("engine"), description="engine"),
+            "precision": w.Dropdown(options=options("precision"), description="precision"),
+            "lora": w.Dropdown(options=["all", "yes", "no"], description="LoRA"),
+        }
+        for control in self.filters.values():
+            control.observe(self._filter, names="value")
+        self.total = w.HTML()
+        self.ids = w.Textarea(disabled=True, layout=w.Layout(width="100%", height="8em"), description="selected ids")
+        self.widget = w.VBox([w.HBox(list(self.filters.values())), *sections, self.total, self.ids])
+        self._changed()
+
+    def _visible(self, image: str, index: int) -> bool:
+        row = self.plans[image].iloc[index]
+        for column in ("gpu", "engine", "precision"):
+            wanted = self.filters[column].value
+            value = row[column] if row[column] is not None and not pd.isna(row[column]) else "generic"
+            if wanted != "all" and str(value) != wanted:
+                return False
+        lora = self.filters["lora"].value
+        return lora == "all" or (lora == "yes") == (row["lora"] is True)
+
+    def _filter(self, _change=None) -> None:
+        for image, entries in self.boxes.items():
+            for index, (_, _, line) in enumerate(entries):
+                line.layout.display = "" if self._visible(image, index) else "none"
+
+    def _changed(self, _change=None) -> None:
+        chosen = self.selected()
+        count = sum(len(v) for v in chosen.values())
+        known = [self.sizes.get(img, {}).get(pid) for img, ids in chosen.items() for pid in ids]
+        size = human_bytes(sum(s for s in known if s)) + ("" if all(known) else " + sizes not yet known")
+        self.total.value = f"<b>{count} profiles selected</b> ({size})"
+        self.ids.value = "\n".join(f"{image}: {' '.join(ids)}" for image, ids in chosen.items())
+
+    def selected(self) -> dict[str, list[str]]:
+        """Image -> ticked profile ids, in listing order."""
+        return {image: [pid for pid, box, _ in entries if box.value] for image, entries in self.boxes.items()}
+
+    def untick(self, image: str, profile_id: str) -> None:
+        for pid, box, _ in self.boxes[image]:
+            if pid == profile_id:
+                box.value = False
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+
+def resolve_selection(
+    plans: Mapping[str, pd.DataFrame],
+    selected_profiles: str | Sequence[str] | Mapping[str, str | Sequence[str]],
+    picker: ProfilePicker | None = None,
+) -> dict[str, list[str]]:
+    """The final selection: the picker's ticks when there is a picker, else the parameter's."""
+    if picker is not None:
+        return picker.selected()
+    chosen = {}
+    for image, plan in plans.items():
+        wanted = selected_profiles.get(image, "auto") if isinstance(selected_profiles, Mapping) else selected_profiles
+        ticks = initial_ticks(plan, wanted)
+        chosen[image] = [pid for pid in plan["id"] if pid in ticks]
+    return chosen

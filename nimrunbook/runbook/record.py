@@ -1,0 +1,108 @@
+"""The run record: one JSON file in the run directory that every notebook reads and extends.
+
+It holds what an auditor needs and what later steps build on: parameters
+(never secrets), GPU inventory, the selection with reasons, digests,
+checksums, timings, user, host and tool versions. Inside the air gap the same
+facts come from the bundle's manifest, so the inside notebooks can work from
+the bundle alone on another machine.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import json
+import os
+import platform
+import socket
+import time
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+
+from nimrunbook import __version__
+from nimrunbook.redact import SECRET_ENV_VARS, redact
+
+RECORD_NAME = "run.json"
+FORMAT = "nimrunbook.run"
+SECRET_WORDS = ("key", "secret", "password", "token")
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {"nimrunbook": __version__, "python": platform.python_version()}
+    for package in ("pandas", "boto3", "docker", "papermill", "nbconvert", "ipywidgets"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def public_parameters(parameters: dict) -> dict:
+    """Parameters fit for the record: values of secret-looking names are dropped, the rest redacted."""
+    clean = {}
+    for name, value in parameters.items():
+        lowered = name.lower()
+        if any(word in lowered for word in SECRET_WORDS) and not lowered.endswith(("_env", "_file", "_path")):
+            clean[name] = "(secret, not recorded)"
+        elif isinstance(value, str):
+            clean[name] = redact(value)
+        else:
+            clean[name] = json.loads(redact(json.dumps(value, default=str)))
+    return clean
+
+
+class RunRecord:
+    """``<run_dir>/run.json``, updated atomically under a lock."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / RECORD_NAME
+
+    def read(self) -> dict:
+        if not self.path.exists():
+            return {}
+        return json.loads(self.path.read_text())
+
+    @contextmanager
+    def _locked(self):
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / ".run.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def update(self, **sections) -> dict:
+        """Merge top-level ``sections`` into the record and write it atomically; returns the record."""
+        with self._locked():
+            record = self.read() or {
+                "format": FORMAT, "version": 1, "created": _now(), "user": getpass.getuser(),
+                "host": socket.gethostname(), "tools": tool_versions(), "steps": {},
+            }  # fmt: skip
+            for name, value in sections.items():
+                if isinstance(value, dict) and isinstance(record.get(name), dict):
+                    record[name].update(value)
+                else:
+                    record[name] = value
+            record["updated"] = _now()
+            text = redact(json.dumps(record, indent=2, default=str)) + "\n"
+            partial = self.path.with_name(RECORD_NAME + ".incomplete")
+            partial.write_text(text)
+            os.replace(partial, self.path)
+            return json.loads(text)
+
+    def step(self, name: str, **fields) -> dict:
+        record = self.read()
+        current = record.get("steps", {}).get(name, {})
+        return self.update(steps={name: {**current, **fields}})
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def secrets_in_environment() -> list[str]:
+    """Names (never values) of the secret variables set, for the record."""
+    return [name for name in SECRET_ENV_VARS if os.environ.get(name)]
