@@ -1,0 +1,24 @@
+"""What the notebooks call: one function per step, so that every cell stays a line or two.
+
+Each step reads and extends the run record in its run directory, shows its
+results as static HTML tables (readable in the HTML report without any
+widget JavaScript), and reports progress the way its ``progress`` parameter
+says: a widget bar in JupyterLab, log lines under papermill.
+"""
+
+from nimrunbook.runbook.configure import (
+    build_and_check_values, check_credentials, datarobot_settings, refresh, run_objects, update_tag,
+)  # fmt: skip
+from nimrunbook.runbook.inputs import image_entries, registry_access, s3_settings
+from nimrunbook.runbook.inside import bundle_facts, import_bundle, verify_bundle
+from nimrunbook.runbook.planning import confirm_selection, gpu_inventory, make_picker, plan_images, show_inventory
+from nimrunbook.runbook.preflight import run_checks
+from nimrunbook.runbook.session import Step, start
+from nimrunbook.runbook.transfer import create_bundle, download, mirror_images, publish_profiles
+
+__all__ = [
+    "Step", "build_and_check_values", "bundle_facts", "check_credentials", "confirm_selection", "create_bundle",
+    "datarobot_settings", "download", "gpu_inventory", "image_entries", "import_bundle", "make_picker", "mirror_images",
+    "plan_images", "publish_profiles", "refresh", "registry_access", "run_checks", "run_objects", "s3_settings",
+    "show_inventory", "start", "update_tag", "verify_bundle",
+]  # fmt: skip

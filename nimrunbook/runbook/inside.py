@@ -1,0 +1,53 @@
+"""Step 06, inside the air gap: verify the bundle, keep the record, import images and profiles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from nimrunbook import bundle
+from nimrunbook.bundle import layout
+from nimrunbook.images import RegistryAccess
+from nimrunbook.runbook.display import show_record, show_text
+from nimrunbook.runbook.session import Step
+from nimrunbook.store import S3Settings
+
+
+def verify_bundle(step: Step, bundle_dir: str, public_key: str = "") -> bundle.VerificationReport:
+    """Verify and record; a failed bundle stops the notebook here, with the record written."""
+    report = bundle.verify(bundle_dir, public_key=public_key or None, record_dir=step.run_dir / "verification", progress=step.progress)
+    frame = pd.DataFrame([c.__dict__ for c in report.checks])
+    show_record("verification", report.as_dict(), frame[frame["status"] != "ok"] if not report.ok else frame.head(0),
+                f"Bundle verification: {'PASSED' if report.ok else 'FAILED'}; signature {report.signature}; "
+                f"{len(report.checks)} files checked")  # fmt: skip
+    show_text(report.table(), "Verification record (also in the run directory)")
+    step.save(verification={"ok": report.ok, "bundle_id": report.bundle_id, "signature": report.signature,
+                            "counts": report.counts(), "record": report.record_json})  # fmt: skip
+    report.raise_for_failure()
+    return report
+
+
+def bundle_facts(bundle_dir: str) -> dict:
+    """What the outside recorded for the inside (bundle.json): images, profiles, settings."""
+    return json.loads((Path(bundle_dir) / layout.MANIFEST).read_text())
+
+
+def import_bundle(step: Step, bundle_dir: str, internal_registry: str, settings: S3Settings, access: RegistryAccess,
+                  *, public_key: str = "", workers: int = 8) -> bundle.ImportResult:  # fmt: skip
+    result = bundle.import_(bundle_dir, registry=internal_registry, settings=settings, access=access, public_key=public_key or None,
+                            workers=workers, record_dir=step.run_dir / "verification", progress=step.progress)  # fmt: skip
+    images = pd.DataFrame([i.as_dict() for i in result.images], columns=["source", "destination", "digest", "status"])
+    show_record("import-images", {"images": [i.as_dict() for i in result.images]}, images, "Images in the internal registry")
+    if result.upload is not None:
+        show_record("import-profiles", {"counts": result.upload.counts()}, result.upload.table[["key", "size", "status"]],
+                    f"Profiles in s3://{settings.bucket}/ (verified against the bundle)")  # fmt: skip
+    facts = bundle_facts(bundle_dir)
+    step.save(
+        mirror={"registry": internal_registry, "images": [i.as_dict() for i in result.images]},
+        publish={"settings": settings.record(), "images": {ref: {"from_bundle": True} for ref in facts["inside"].get("allowlist", [])}},
+        bundle={"path": str(Path(bundle_dir).resolve()), "bundle_id": result.verification.bundle_id},
+        selection=facts["inside"].get("selection", {}),
+    )  # fmt: skip
+    return result

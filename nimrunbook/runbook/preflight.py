@@ -1,0 +1,72 @@
+"""Step 00: is everything the run needs there, before any large transfer starts?"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from nimrunbook.errors import NimRunbookError, PreflightError
+from nimrunbook.images import RegistryAccess
+from nimrunbook.images.mirror import _backend
+from nimrunbook.images.refs import ImageRef
+from nimrunbook.progress import human_bytes
+from nimrunbook.runbook.display import show_record
+from nimrunbook.runbook.session import Step
+from nimrunbook.store import S3Settings, run_preflight
+
+
+def _row(check: str, status: str, detail: str, fix: str = "") -> dict:
+    return {"check": check, "status": status, "detail": detail, "fix": fix}
+
+
+def run_checks(step: Step, *, docker_host: str = "", cache_dir: str = "", min_free_gb: float = 0, images: Sequence[str] = (),
+               access: RegistryAccess | None = None, registries: Sequence[str] = (), settings: S3Settings | None = None,
+               tools: Sequence[str] = ("skopeo", "ssh-keygen", "sha256sum")) -> pd.DataFrame:  # fmt: skip
+    """Run every check that applies to the parameters given; fail at the end, naming each problem."""
+    rows = []
+    try:
+        from nimrunbook.engine import docker_client
+
+        version = docker_client(docker_host or None).version().get("Version", "?")
+        rows.append(_row("Docker engine", "ok", f"answers (version {version})"))
+    except NimRunbookError as error:
+        rows.append(_row("Docker engine", "fail", error.message, error.hint or ""))
+    if cache_dir:
+        target = Path(cache_dir)
+        target.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(target).free
+        ok = free >= min_free_gb * 1e9
+        rows.append(_row("disk space", "ok" if ok else "fail", f"{human_bytes(free)} free at {target}",
+                         "" if ok else f"Free space: {min_free_gb} GB wanted."))  # fmt: skip
+    for tool in tools:
+        found = shutil.which(tool)
+        rows.append(_row(f"tool {tool}", "ok" if found else "warn", found or "not installed", "" if found else f"apt-get install {tool}"))
+    access = access or RegistryAccess()
+    if images:
+        engine = _backend("auto", access)
+        for ref in images:
+            try:
+                digest = engine.digest(ImageRef.parse(ref))
+                rows.append(_row(f"image {ref}", "ok" if digest else "fail", digest or "not found", "" if digest else "Check the tag."))
+            except NimRunbookError as error:
+                rows.append(_row(f"image {ref}", "fail", error.message, error.hint or ""))
+    for registry in registries:
+        engine = _backend("auto", access)
+        try:
+            engine.digest(ImageRef.parse(f"{registry}/nimrunbook/preflight:probe"))
+            rows.append(_row(f"registry {registry}", "ok", "reachable, TLS and credentials accepted"))
+        except NimRunbookError as error:
+            rows.append(_row(f"registry {registry}", "fail", error.message, error.hint or ""))
+    if settings is not None:
+        report = run_preflight(settings)
+        rows += [_row(f"object store: {c.name}", c.status, c.detail, c.fix) for c in report.checks]
+    frame = pd.DataFrame(rows, columns=["check", "status", "detail", "fix"])
+    show_record("preflight", {"checks": rows}, frame, "Preflight")
+    step.save(preflight={"checks": rows})
+    failed = frame[frame["status"] == "fail"]
+    if len(failed):
+        raise PreflightError("Preflight failed:\n" + "\n".join(f"- {r.check}: {r.detail} {r.fix}".rstrip() for r in failed.itertuples()))
+    return frame
