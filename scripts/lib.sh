@@ -20,6 +20,7 @@ ensure_system_packages() {
   command -v nginx >/dev/null || missing+=(nginx-light)
   [ -x /usr/bin/aws ] || missing+=(awscli)
   command -v ssh-keygen >/dev/null || missing+=(openssh-client)  # signs and verifies bundles
+  [ -x /usr/bin/chromium ] || missing+=(chromium)  # opens the HTML reports offline in the tests
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
       say "missing system packages: ${missing[*]}; run as root or install them with apt-get"; return 1

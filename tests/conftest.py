@@ -101,7 +101,7 @@ def s3(tmp_path_factory):
     """moto behind nginx TLS (test CA, SAN *.s3.example.test), with IAM checked: users admin and reader."""
     assert ensure_hosts_entries() or os.environ.get("CI") is None, "cannot add the sandbox names to /etc/hosts"
     sandbox = S3Sandbox(root=tmp_path_factory.mktemp("s3")).start()
-    for bucket in ("nim-profiles", "nim-inside", "nim-mixed", "nim-resume", "nim-changed", "nim-direct", "nim-bundle", "nim-split"):
+    for bucket in ("nim-profiles", "nim-inside", "nim-mixed", "nim-resume", "nim-changed", "nim-direct", "nim-bundle", "nim-split", "nim-nb", "nim-nb-inside"):
         sandbox.create_bucket(bucket)
     sandbox.create_user("admin", ["s3:*"])
     sandbox.create_user("ecr-admin", ["ecr:*"])

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from nimrunbook import __version__
-from nimrunbook.cli import bundle, datarobot, images, profiles
+from nimrunbook.cli import bundle, datarobot, images, profiles, runs
 from nimrunbook.errors import NimRunbookError
 from nimrunbook.redact import RedactingFilter, redact
 
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_commands(commands)
     bundle.add_commands(commands)
     datarobot.add_commands(commands)
+    runs.add_commands(commands)
     return parser
 
 

@@ -64,3 +64,27 @@ def s3_settings(bucket: str, endpoint_url: str = "", region: str = "us-east-1", 
     return S3Settings(bucket=bucket, endpoint_url=endpoint_url or None, region=region or "us-east-1",
                       ca_bundle=ca_bundle or None, insecure=insecure, path_style=path_style,
                       profile=aws_profile or None)  # fmt: skip
+
+
+def recorded_s3_settings(facts: dict, bucket: str = "", endpoint_url: str = "", region: str = "", ca_bundle: str = "",
+                         insecure: bool = False, aws_profile: str = "") -> S3Settings:  # fmt: skip
+    """Parameters where given, else what the run recorded when it published (or the bundle said)."""
+    recorded = facts.get("publish", {}).get("settings", {}) or {}
+    if not (bucket or recorded.get("bucket")):
+        raise InputError("No bucket given, and the run record names none.",
+                         hint="Set s3_bucket (and s3_endpoint_url for MinIO), or run the publish step first.")  # fmt: skip
+    return s3_settings(bucket or recorded["bucket"], endpoint_url or recorded.get("endpoint_url") or "",
+                       region or recorded.get("region") or "us-east-1", ca_bundle or recorded.get("ca_bundle") or "",
+                       insecure or bool(recorded.get("insecure")), False, aws_profile)  # fmt: skip
+
+
+def bucket_keys(settings: S3Settings, inventory_file: str = "") -> set[str]:
+    """Keys already in the bucket: from an inventory file (inside), or by listing the bucket."""
+    import json
+
+    if inventory_file:
+        return set(json.loads(Path(inventory_file).read_text()).get("objects", {}))
+    from nimrunbook.store import make_client
+
+    client = make_client(settings)
+    return {o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=settings.bucket) for o in page.get("Contents", [])}

@@ -48,9 +48,9 @@ class Step:
     def save(self, **sections) -> dict:
         return self.record.update(**sections)
 
-    def done(self, **results) -> dict:
+    def done(self, **results) -> None:
         """Mark the step complete in the run record, with its results and timing."""
-        return self.record.step(
+        self.record.step(
             self.name, status="ok", finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             seconds=round(time.monotonic() - self.started, 3), results=results,
         )  # fmt: skip

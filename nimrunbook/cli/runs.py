@@ -1,0 +1,39 @@
+"""``nimrunbook run`` and ``nimrunbook report``: unattended notebook runs and their HTML reports."""
+
+from __future__ import annotations
+
+import argparse
+
+from nimrunbook.reports import rebuild_reports, run_notebook
+from nimrunbook.reports.execute import load_parameters, raise_for_failure
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    parameters = load_parameters(args.file, args.parameter)
+    for notebook in args.notebooks:
+        result = run_notebook(notebook, args.run_dir, parameters, show_code=args.show_code)
+        print(f"{result.notebook.stem}: {'ok' if result.ok else 'FAILED'} in {result.seconds:.1f} s; report {result.report}")
+        raise_for_failure(result)
+    print(f"index of the run: {args.run_dir}/index.html")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    for path in rebuild_reports(args.run_dir, show_code=args.show_code):
+        print(path)
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    run = commands.add_parser("run", help="execute runbook notebooks with papermill, then write their HTML reports")
+    run.add_argument("notebooks", nargs="+", help="notebook paths or names (01_plan_profiles); run in the order given")
+    run.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                     help="a parameter (VALUE read as YAML: 3, true, [a, b], {k: v})")  # fmt: skip
+    run.add_argument("-f", "--file", action="append", help="a YAML file of parameters (repeatable; -p wins)")
+    run.add_argument("--run-dir", required=True, help="the run directory (record, executed notebooks, reports)")
+    run.add_argument("--show-code", action="store_true", help="keep code cells in the HTML reports")
+    run.set_defaults(handler=cmd_run)
+    report = commands.add_parser("report", help="rebuild every HTML report of a run and its index page")
+    report.add_argument("run_dir")
+    report.add_argument("--show-code", action="store_true")
+    report.set_defaults(handler=cmd_report)

@@ -1,0 +1,124 @@
+"""``nimrunbook run``: execute a runbook notebook unattended with papermill, then write its report.
+
+The executed copy is saved after every cell, so a crash still leaves a
+partial record; a failure names the failing cell, marks the step failed in the
+run record, and still produces the report (with papermill's error cell at the
+top). Progress is set to log lines, since no one watches widgets here.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import papermill
+import yaml
+
+from nimrunbook.errors import InputError, NimRunbookError
+from nimrunbook.redact import redact
+from nimrunbook.reports.html import build_index, export_html, static_notebook
+from nimrunbook.runbook.record import RunRecord
+
+log = logging.getLogger(__name__)
+
+
+def notebook_dirs() -> list[Path]:
+    here = Path(__file__).resolve().parents[2] / "notebooks"
+    return [here, Path(sys.prefix) / "share" / "nimrunbook" / "notebooks"]
+
+
+def find_notebook(name: str) -> Path:
+    """A notebook by path, or by name (``01_plan_profiles``) among the runbook's notebooks."""
+    path = Path(name)
+    if path.exists():
+        return path
+    for directory in notebook_dirs():
+        for candidate in (directory / name, directory / f"{name}.ipynb"):
+            if candidate.exists():
+                return candidate
+    known = sorted({p.stem for d in notebook_dirs() if d.exists() for p in d.glob("*.ipynb")})
+    raise InputError(f"No notebook {name!r}.", hint=f"Give a path, or one of: {', '.join(known)}.")
+
+
+@dataclass
+class ExecutionResult:
+    notebook: Path
+    executed: Path
+    report: Path
+    ok: bool
+    seconds: float
+    error: str | None = None
+
+
+def _scrub(executed: Path) -> None:
+    """Mask secrets in the executed notebook itself (outputs and injected parameters)."""
+    notebook = nbformat.read(executed, as_version=4)
+    widgets = notebook.metadata.get("widgets")
+    clean = static_notebook(notebook)
+    if widgets:
+        clean.metadata["widgets"] = widgets
+    nbformat.write(clean, executed)
+
+
+def load_parameters(files: list[str] | None, pairs: list[tuple[str, str]] | None) -> dict:
+    parameters: dict = {}
+    for file in files or []:
+        try:
+            document = yaml.safe_load(Path(file).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise InputError(f"Cannot read the parameter file {file}: {exc}") from None
+        if not isinstance(document, dict):
+            raise InputError(f"The parameter file {file} is not a mapping of parameter names to values.")
+        parameters.update(document)
+    for name, value in pairs or []:
+        parameters[name] = yaml.safe_load(value) if value else value
+    return parameters
+
+
+def run_notebook(notebook: str | Path, run_dir: str | Path, parameters: dict | None = None, *,
+                 show_code: bool = False, kernel_name: str = "python3", cwd: str | Path | None = None) -> ExecutionResult:  # fmt: skip
+    """Execute ``notebook`` into ``<run_dir>/notebooks`` and report into ``<run_dir>/reports``."""
+    source = find_notebook(str(notebook))
+    root = Path(run_dir).resolve()
+    (root / "notebooks").mkdir(parents=True, exist_ok=True)
+    (root / "reports").mkdir(parents=True, exist_ok=True)
+    executed = root / "notebooks" / source.name
+    values = {**(parameters or {}), "run_dir": str(root), "progress": "log"}
+    known = papermill.inspect_notebook(str(source))
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise InputError(f"{source.stem} has no parameter {', '.join(unknown)}.",
+                         hint=f"Its parameters: {', '.join(known)} (see `papermill --help-notebook {source}`).")  # fmt: skip
+    started = time.monotonic()
+    error = None
+    try:
+        papermill.execute_notebook(str(source), str(executed), parameters=values, kernel_name=kernel_name, log_output=True,
+                                   request_save_on_cell_execute=True, progress_bar=False, cwd=str(cwd or Path.cwd()))  # fmt: skip
+    except papermill.PapermillExecutionError as exc:
+        error = redact(f"cell {exc.exec_count} raised {exc.ename}: {exc.evalue}")
+    except Exception as exc:  # noqa: BLE001 - a kernel that died, a notebook that cannot be read
+        error = redact(f"{type(exc).__name__}: {exc}")
+    seconds = round(time.monotonic() - started, 3)
+    if executed.exists():
+        _scrub(executed)
+    record = RunRecord(root)
+    if error:
+        record.step(source.stem, status="failed", error=error, seconds=seconds)
+    elif record.read().get("steps", {}).get(source.stem, {}).get("status") != "ok":
+        record.step(source.stem, status="ok", seconds=seconds)
+    report = export_html(executed, root / "reports" / f"{source.stem}.html", show_code=show_code) if executed.exists() else root / "index.html"
+    build_index(root)
+    return ExecutionResult(source, executed, report, error is None, seconds, error)
+
+
+def raise_for_failure(result: ExecutionResult) -> None:
+    if not result.ok:
+        raise NimRunbookError(
+            f"{result.notebook.stem} failed: {result.error}",
+            hint=f"The executed notebook {result.executed} shows the failing cell at the top, and the report is "
+            f"{result.report}. Fix the cause and run the same command again: finished work is kept.",
+        )
