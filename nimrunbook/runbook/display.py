@@ -23,9 +23,12 @@ def _display(bundle: dict) -> None:
     display(bundle, raw=True)
 
 
+TABLE_STYLE = "<style>.nimrunbook-table td, .nimrunbook-table th {text-align: left !important; padding: 2px 8px}</style>"
+
+
 def table_html(frame: pd.DataFrame, title: str | None = None) -> str:
     heading = f"<h4>{html.escape(title)}</h4>" if title else ""
-    return heading + frame.to_html(index=False, escape=True, border=0, classes="nimrunbook-table", na_rep="")
+    return TABLE_STYLE + heading + frame.to_html(index=False, escape=True, border=0, classes="nimrunbook-table", na_rep="")
 
 
 def show_table(frame: pd.DataFrame, title: str | None = None) -> None:

@@ -114,7 +114,12 @@ class ProfilePicker:
         chosen = self.selected()
         count = sum(len(v) for v in chosen.values())
         known = [self.sizes.get(img, {}).get(pid) for img, ids in chosen.items() for pid in ids]
-        size = human_bytes(sum(s for s in known if s)) + ("" if all(known) else " + sizes not yet known")
+        if known and all(known):
+            size = human_bytes(sum(known))
+        elif any(known):
+            size = human_bytes(sum(s for s in known if s)) + " + sizes not yet known"
+        else:
+            size = "sizes not yet known"
         self.total.value = f"<b>{count} profiles selected</b> ({size})"
         self.ids.value = "\n".join(f"{image}: {' '.join(ids)}" for image, ids in chosen.items())
 
@@ -127,10 +132,24 @@ class ProfilePicker:
             if pid == profile_id:
                 box.value = False
 
+    def static_html(self) -> str:
+        """The picker as a plain table of its ticks: what a report shows where widgets cannot run."""
+        from nimrunbook.runbook.display import table_html
+
+        chosen = self.selected()
+        parts = []
+        for image, plan in self.plans.items():
+            table = rows(plan, self.sizes.get(image))
+            table.insert(0, "use", ["yes" if pid in chosen[image] else "" for pid in plan["id"]])
+            parts.append(table_html(table, f"{image}: profile picker (as ticked when the cell ran)"))
+        return "".join(parts)
+
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        display(self.widget)
+        view = {"version_major": 2, "version_minor": 0, "model_id": self.widget.model_id}
+        display({"application/vnd.jupyter.widget-view+json": view, "text/html": self.static_html(),
+                 "text/plain": "profile picker (interactive in JupyterLab)"}, raw=True)  # fmt: skip
 
 
 def resolve_selection(
