@@ -1,4 +1,4 @@
-# Shared setup for scripts/demo and scripts/test: system packages, the virtual
+# Shared setup for scripts/demo, scripts/test and benchmarks/run: system packages, the virtual
 # environment, and a Docker engine when none answers. Sourced, not run.
 set -euo pipefail
 
@@ -8,9 +8,9 @@ ENGINE_DIR="${NIMRUNBOOK_ENGINE_DIR:-/tmp/nimrunbook-engine}"
 
 say() { printf '==> %s\n' "$*" >&2; }
 
-# Debian packages the runbook and its tests drive for real.
+# Debian packages the runbook drives for real (plus any named as arguments, e.g. chromium for the tests).
 ensure_system_packages() {
-  local missing=()
+  local missing=() extra
   command -v python3 >/dev/null || missing+=(python3)
   python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
   command -v dockerd >/dev/null || missing+=(docker.io)
@@ -18,9 +18,8 @@ ensure_system_packages() {
   command -v docker-registry >/dev/null || missing+=(docker-registry)
   command -v skopeo >/dev/null || missing+=(skopeo)
   command -v nginx >/dev/null || missing+=(nginx-light)
-  [ -x /usr/bin/aws ] || missing+=(awscli)
   command -v ssh-keygen >/dev/null || missing+=(openssh-client)  # signs and verifies bundles
-  [ -x /usr/bin/chromium ] || missing+=(chromium)  # opens the HTML reports offline in the tests
+  for extra in "$@"; do dpkg -s "$extra" >/dev/null 2>&1 || missing+=("$extra"); done
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
       say "missing system packages: ${missing[*]}; run as root or install them with apt-get"; return 1
@@ -45,8 +44,8 @@ ensure_venv() {  # $1: pip extras, e.g. "[test]"
 
 docker_answers() { docker ${1:+-H "$1"} version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
-# Use the user's engine (DOCKER_HOST or the default socket) as it is; else, as
-# root, start one of our own on a socket under /tmp and stop it on exit.
+# Use the user's engine (DOCKER_HOST or the default socket) as it is; else, as root, start one of
+# our own on a socket under /tmp (vfs, no bridge, no iptables) and stop it on exit.
 ensure_docker_engine() {
   if [ -n "${DOCKER_HOST:-}" ] && docker_answers "$DOCKER_HOST"; then return 0; fi
   if docker_answers "unix:///var/run/docker.sock"; then export DOCKER_HOST=unix:///var/run/docker.sock; return 0; fi

@@ -79,25 +79,32 @@ def load_parameters(files: list[str] | None, pairs: list[tuple[str, str]] | None
     return parameters
 
 
-def run_notebook(notebook: str | Path, run_dir: str | Path, parameters: dict | None = None, *,
+def run_notebook(notebook: str | Path, run_dir: str | Path, parameters: dict | None = None, *, strict: bool = True,
                  show_code: bool = False, kernel_name: str = "python3", cwd: str | Path | None = None) -> ExecutionResult:  # fmt: skip
-    """Execute ``notebook`` into ``<run_dir>/notebooks`` and report into ``<run_dir>/reports``."""
+    """Execute ``notebook`` into ``<run_dir>/notebooks`` and report into ``<run_dir>/reports``.
+
+    ``strict``: a parameter the notebook does not have is an error (else it is passed over).
+    """
     source = find_notebook(str(notebook))
     root = Path(run_dir).resolve()
     (root / "notebooks").mkdir(parents=True, exist_ok=True)
     (root / "reports").mkdir(parents=True, exist_ok=True)
     executed = root / "notebooks" / source.name
-    values = {**(parameters or {}), "run_dir": str(root), "progress": "log"}
     known = papermill.inspect_notebook(str(source))
+    values = {**(parameters or {}), "run_dir": str(root), "progress": "log"}
     unknown = sorted(set(values) - set(known))
-    if unknown:
+    if not strict:  # one parameter file for a whole run: each notebook takes what it knows
+        values = {name: value for name, value in values.items() if name in known}
+    elif unknown:
         raise InputError(f"{source.stem} has no parameter {', '.join(unknown)}.",
                          hint=f"Its parameters: {', '.join(known)} (see `papermill --help-notebook {source}`).")  # fmt: skip
     started = time.monotonic()
     error = None
     try:
-        papermill.execute_notebook(str(source), str(executed), parameters=values, kernel_name=kernel_name, log_output=True,
-                                   request_save_on_cell_execute=True, progress_bar=False, cwd=str(cwd or Path.cwd()))  # fmt: skip
+        # The kernel's log lines (stdout/stderr streams) go to this terminal as they come; tables stay in the report.
+        papermill.execute_notebook(str(source), str(executed), parameters=values, kernel_name=kernel_name, log_output=False,
+                                   stdout_file=sys.stdout, stderr_file=sys.stderr, request_save_on_cell_execute=True,
+                                   progress_bar=False, cwd=str(cwd or Path.cwd()))  # fmt: skip
     except papermill.PapermillExecutionError as exc:
         error = redact(f"cell {exc.exec_count} raised {exc.ename}: {exc.evalue}")
     except Exception as exc:  # noqa: BLE001 - a kernel that died, a notebook that cannot be read

@@ -75,15 +75,19 @@ class RunRecord:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def update(self, **sections) -> dict:
-        """Merge top-level ``sections`` into the record and write it atomically; returns the record."""
+        """Set top-level ``sections`` (``steps`` is merged step by step) and write atomically; returns the record.
+
+        A section is replaced whole, so a re-run of a step never leaves entries of an earlier run behind.
+        """
         with self._locked():
             record = self.read() or {
                 "format": FORMAT, "version": 1, "created": _now(), "user": getpass.getuser(),
                 "host": socket.gethostname(), "tools": tool_versions(), "steps": {},
             }  # fmt: skip
             for name, value in sections.items():
-                if isinstance(value, dict) and isinstance(record.get(name), dict):
-                    record[name].update(value)
+                if name == "steps":  # merged field by field: a step's later fields keep its earlier ones
+                    for step, fields in value.items():
+                        record["steps"][step] = {**record["steps"].get(step, {}), **fields}
                 else:
                     record[name] = value
             record["updated"] = _now()
@@ -94,9 +98,7 @@ class RunRecord:
             return json.loads(text)
 
     def step(self, name: str, **fields) -> dict:
-        record = self.read()
-        current = record.get("steps", {}).get(name, {})
-        return self.update(steps={name: {**current, **fields}})
+        return self.update(steps={name: fields})
 
 
 def _now() -> str:

@@ -1,0 +1,171 @@
+"""``nimrunbook demo``: the whole runbook, unattended, against a local sandbox.
+
+The sandbox stands in for everything the real job touches: the stand-in NIM
+image (two tags), a registry standing in for nvcr.io, internal registries over
+TLS (one for the online path, one for the inside of the air gap), and an S3
+server over TLS with virtual-hosted bucket names. Then both paths run through
+papermill, exactly as an operator would run them: online (plan, mirror,
+download, publish, configure, tag update) and removable media (bundle,
+verify, import into a second registry and bucket, configure).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from nimrunbook.errors import NimRunbookError
+from nimrunbook.reports import run_notebook
+from nimrunbook.reports.execute import raise_for_failure
+from nimrunbook.sandbox.engine import Engine, ensure_engine
+from nimrunbook.sandbox.registry import LocalRegistry
+from nimrunbook.sandbox.s3 import S3Sandbox, ensure_hosts_entries, hosts_lines
+from nimrunbook.sandbox.tls import Certificates
+from nimrunbook.standin import build_standin_image
+
+log = logging.getLogger(__name__)
+
+DEMO_KEY = "demo-ngc-key"  # the stand-in only checks that a key is set
+ONLINE = ("00_preflight", "01_plan_profiles", "02_mirror_images", "03_download_profiles", "04_publish_profiles",
+          "05_create_bundle", "07_configure_datarobot", "08_update_nim_tags")  # fmt: skip
+INSIDE = ("06_verify_and_import_bundle", "07_configure_datarobot")
+
+
+@dataclass
+class Sandbox:
+    root: Path
+    engine: Engine | None = None
+    services: list = field(default_factory=list)
+    parameters: dict = field(default_factory=dict)
+    inside_parameters: dict = field(default_factory=dict)
+    environment: dict = field(default_factory=dict)
+
+    def start(self, weight_bytes: int) -> Sandbox:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not ensure_hosts_entries():
+            raise NimRunbookError("The sandbox's S3 bucket names do not resolve, and /etc/hosts cannot be changed here.",
+                                  hint="Run as root, or add these lines to /etc/hosts:\n" + "\n".join(hosts_lines()))  # fmt: skip
+        self.engine = ensure_engine()
+        os.environ["DOCKER_HOST"] = self.engine.docker_host
+        import docker
+
+        client = docker.DockerClient(base_url=self.engine.docker_host)
+        log.info("building the stand-in NIM images")
+        local = [build_standin_image(client, version) for version in ("1.8.5", "1.8.6")]
+        certs = Certificates(self.root / "certs")
+        ngc = LocalRegistry(root=self.root / "ngc-registry").start()
+        cert, key = certs.issue("registry", "127.0.0.1", "localhost")
+        internal = LocalRegistry(root=self.root / "internal-registry", cert_file=cert, key_file=key).start()
+        inside = LocalRegistry(root=self.root / "inside-registry", cert_file=cert, key_file=key).start()
+        s3 = S3Sandbox(root=self.root / "s3").start()
+        self.services = [ngc, internal, inside, s3]
+        for bucket in ("nim-demo", "nim-demo-inside"):
+            s3.create_bucket(bucket)
+        admin = s3.create_user("admin", ["s3:*"])
+        reader = s3.create_user("reader", ["s3:GetObject", "s3:ListBucket", "s3:HeadBucket"])
+        s3.enforce_auth()
+        images = []
+        for ref in local:
+            target = f"{ngc.host}/nim/meta/llama-3.2-1b-instruct:{ref.rsplit(':', 1)[1]}"
+            client.images.get(ref).tag(target)
+            for event in client.api.push(target, stream=True, decode=True):
+                if "error" in event:
+                    raise NimRunbookError(f"Pushing {target} to the nvcr.io stand-in failed: {event['error']}")
+            images.append(target)
+        credentials = self.root / "aws-credentials"
+        credentials.write_text(f"[reader]\naws_access_key_id = {reader[0]}\naws_secret_access_key = {reader[1]}\n")
+        signing_key = self.root / "bundle-signing-key"
+        if not signing_key.exists():
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "nimrunbook demo", "-f", str(signing_key)], check=True)
+        self.environment = {
+            "DOCKER_HOST": self.engine.docker_host, "NGC_API_KEY": DEMO_KEY, "AWS_ACCESS_KEY_ID": admin[0],
+            "AWS_SECRET_ACCESS_KEY": admin[1], "AWS_SHARED_CREDENTIALS_FILE": str(credentials),
+        }  # fmt: skip
+        registry_ca = {internal.host: str(certs.ca_bundle), inside.host: str(certs.ca_bundle)}
+        self.parameters = {
+            "images": images[:1], "gpus": "L40S, A10G", "lora": False, "cache_dir": str(self.root / "nim-cache"),
+            "internal_registry": internal.host, "registry_ca": registry_ca, "registry_insecure": [ngc.host],
+            "s3_bucket": "nim-demo", "s3_endpoint_url": s3.endpoint_url, "s3_ca_bundle": str(s3.certs.ca_bundle),
+            "network_mode": "none", "container_environment": {"NIM_STANDIN_WEIGHT_BYTES": str(weight_bytes)},
+            "bundle_dir": str(self.root / "media" / "nim-bundle"), "sign_key": str(signing_key),
+            "inside_registry": inside.host, "inside_bucket": "nim-demo-inside", "inside_endpoint_url": s3.endpoint_url,
+            "namespace": "datarobot", "readonly_aws_profile": "reader", "old_image": images[0], "new_image": images[1],
+            "values_file": str(self.root / "datarobot-values.yaml"), "write_values": True,
+        }  # fmt: skip
+        self.inside_parameters = {
+            "bundle_dir": self.parameters["bundle_dir"], "public_key": str(signing_key) + ".pub", "registry_ca": registry_ca,
+            "s3_ca_bundle": str(s3.certs.ca_bundle), "namespace": "datarobot", "readonly_aws_profile": "reader",
+        }  # fmt: skip
+        (self.root / "params-online.yaml").write_text(yaml.safe_dump(self.parameters, sort_keys=False))
+        (self.root / "params-inside.yaml").write_text(yaml.safe_dump(self.inside_parameters, sort_keys=False))
+        values = self.root / "datarobot-values.yaml"
+        if not values.exists():
+            values.write_text("# DataRobot values of the demo cluster\nglobal:\n  domain: datarobot.example.test  # kept by the merge\n")
+        return self
+
+    def stop(self) -> None:
+        for service in reversed(self.services):
+            service.stop()
+        if self.engine:
+            self.engine.stop()
+
+
+def _index(root: Path, runs: dict[str, Path]) -> Path:
+    links = "".join(f'<li><a href="{path.relative_to(root)}/index.html">{name}</a></li>' for name, path in runs.items())
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>nimrunbook demo</title></head><body style='font-family:sans-serif'>"
+            f"<h1>nimrunbook demo</h1><p>Run {time.strftime('%Y-%m-%d %H:%M:%S')}.</p><ul>{links}</ul></body></html>")  # fmt: skip
+    (root / "index.html").write_text(page)
+    return root / "index.html"
+
+
+def _write_keep_files(sandbox: Sandbox) -> None:
+    """The shell environment of the sandbox (mode 0600: it holds the sandbox's keys) and a stop script."""
+    env = sandbox.root / "sandbox.env"
+    env.write_text("".join(f"export {k}={json.dumps(v)}\n" for k, v in sandbox.environment.items()))
+    env.chmod(0o600)
+    pids = [p.pid for s in sandbox.services for p in getattr(s, "_processes", []) or [getattr(s, "_process", None)] if p]
+    if sandbox.engine and sandbox.engine.process:
+        pids.append(sandbox.engine.process.pid)
+    (sandbox.root / "stop.sh").write_text("".join(f"kill {pid} 2>/dev/null\n" for pid in pids))
+
+
+def run_demo(root: Path, *, keep: bool = False, weight_bytes: int = 4 * 1024 * 1024) -> Path:
+    """Bring up the sandbox, run both paths, write the reports; returns the demo's index page."""
+    started = time.monotonic()
+    sandbox = Sandbox(root.resolve())
+    for stale in ("run-outside", "run-inside", "media"):  # a new sandbox: records of the last one would mislead
+        shutil.rmtree(sandbox.root / stale, ignore_errors=True)
+    try:
+        sandbox.start(weight_bytes)
+        os.environ.update(sandbox.environment)
+        runs = {"online path and bundle (outside)": sandbox.root / "run-outside", "removable media (inside)": sandbox.root / "run-inside"}
+        for notebook in ONLINE:
+            result = run_notebook(notebook, runs["online path and bundle (outside)"], sandbox.parameters, strict=False)
+            print(f"  {notebook}: {'ok' if result.ok else 'FAILED'} ({result.seconds:.1f} s)", flush=True)
+            raise_for_failure(result)
+        for notebook in INSIDE:
+            result = run_notebook(notebook, runs["removable media (inside)"], sandbox.inside_parameters, strict=False)
+            print(f"  {notebook} (inside): {'ok' if result.ok else 'FAILED'} ({result.seconds:.1f} s)", flush=True)
+            raise_for_failure(result)
+        index = _index(sandbox.root, runs)
+        print(f"\nDemo finished in {time.monotonic() - started:.0f} s. Reports: {index}")
+        for name, path in runs.items():
+            print(f"  {name}: {path}/index.html")
+        if keep:
+            _write_keep_files(sandbox)
+            print(f"\nThe sandbox keeps running (--keep). Open the same notebooks against it in JupyterLab:\n"
+                  f"  source {sandbox.root}/sandbox.env && .venv/bin/jupyter lab notebooks/\n"
+                  f"  (parameters of this sandbox: {sandbox.root}/params-online.yaml and params-inside.yaml)\n"
+                  f"Stop it with: sh {sandbox.root}/stop.sh")  # fmt: skip
+        return index
+    finally:
+        if not keep:
+            sandbox.stop()
