@@ -75,9 +75,10 @@ def publish_profiles(step: Step, cache_dir: str, settings: S3Settings, *, worker
     tables, published = [], {}
     for ref, entries, plan in _plans(step, cache_dir):
         directory = step.run_dir / "profiles" / slug(ref)
-        process_to_directory(plan, directory, image=ref, profile_names={e["id"]: e["name"] for e in entries}, progress=step.progress)
-        result = publish(plan.objects, settings, workers=workers, journal=HashJournal(directory / ".nimrunbook/sha256.jsonl"),
-                         progress=step.progress)  # fmt: skip
+        journal = _cache_journal(cache_dir)  # digests by file identity: shared by the cache, its links and later steps
+        process_to_directory(plan, directory, image=ref, profile_names={e["id"]: e["name"] for e in entries}, journal=journal,
+                             progress=step.progress)  # fmt: skip
+        result = publish(plan.objects, settings, workers=workers, journal=journal, progress=step.progress)
         table = result.table.assign(image=ref)
         tables.append(table)
         result.raise_for_failures()

@@ -29,7 +29,7 @@ from nimrunbook.sandbox.tls import DOMAIN, Certificates
 # Bucket names the sandbox and tests use; each needs an /etc/hosts line.
 BUCKETS = (
     "nim-profiles", "nim-inside", "nim-demo", "nim-demo-inside", "nim-bench", "nim-mixed", "nim-resume", "nim-changed",
-    "nim-direct", "nim-bundle", "nim-split", "nim-nb", "nim-nb-inside",
+    "nim-direct", "nim-bundle", "nim-split", "nim-nb", "nim-nb-inside", "nim-bench-aws",
 )  # fmt: skip
 UNRESOLVED_BUCKET = "not-in-hosts"  # deliberately absent from /etc/hosts
 

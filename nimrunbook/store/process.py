@@ -104,14 +104,19 @@ def process_to_directory(
     image: str | None = None,
     profile_names: dict[str, str] | None = None,
     workers: int = 2,
+    journal: HashJournal | None = None,
     progress: ProgressMode = "log",
 ) -> ProcessResult:
-    """Write ``plan`` into ``destination`` in the flat NIM layout; see the module docstring."""
+    """Write ``plan`` into ``destination`` in the flat NIM layout; see the module docstring.
+
+    ``journal``: where digests are remembered (default: in the destination). Pass the cache's
+    journal to share digests between destinations: a hard link has its blob's identity.
+    """
     root = Path(destination)
     objects_dir, state = root / OBJECTS_DIR, root / STATE_DIR
     objects_dir.mkdir(parents=True, exist_ok=True)
     (state / "incomplete").mkdir(parents=True, exist_ok=True)
-    journal = HashJournal(state / "sha256.jsonl")
+    journal = journal or HashJournal(state / "sha256.jsonl")
     link = bool(plan.objects) and _same_filesystem(plan.objects[0].source, objects_dir)
     if not link:
         needed = sum(o.size for o in plan.objects if not (objects_dir / o.key).exists())
