@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from nimrunbook import __version__
-from nimrunbook.cli import bundle, datarobot, images, profiles, runs
+from nimrunbook.cli import bundle, datarobot, images, nim, profiles, runs
 from nimrunbook.errors import NimRunbookError
 from nimrunbook.redact import RedactingFilter, redact
 
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nimrunbook {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
     commands = parser.add_subparsers(dest="command", required=True)
+    nim.add_commands(commands)
     profiles.add_commands(commands)
     images.add_commands(commands)
     bundle.add_commands(commands)
@@ -50,6 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NimRunbookError as error:
         print(f"nimrunbook: error: {redact(str(error))}", file=sys.stderr)
         return error.exit_code
+    except OSError as error:  # the disk, the filesystem, permissions: say which file and what to do
+        where = f" ({error.filename})" if error.filename else ""
+        fix = {28: "Free space or use a larger disk, then run the same command again: it resumes.",
+               13: "Check the permissions of that path, or run as a user who may write it."}.get(error.errno or 0,
+               "Fix the cause and run the same command again: it resumes.")  # fmt: skip
+        print(f"nimrunbook: error: {redact(error.strerror or str(error))}{where}. {fix}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("nimrunbook: interrupted; re-run the same command to resume.", file=sys.stderr)
         return 130

@@ -66,17 +66,17 @@ class ProfilePicker:
         sections = []
         for image, plan in self.plans.items():
             table = rows(plan, self.sizes.get(image))
-            header = w.HTML("<b>" + "</b> | <b>".join(html.escape(c) for c in ["use", *COLUMNS]) + "</b>")
-            lines = []
+            cells = [w.HTML(f"<b>{html.escape(c)}</b>") for c in ["use", *COLUMNS]]
             for (_, row), profile_id in zip(table.iterrows(), plan["id"]):
                 box = w.Checkbox(value=profile_id in initial.get(image, set()), indent=False,
                                  description="", layout=w.Layout(width="2em"))  # fmt: skip
                 box.observe(self._changed, names="value")
-                text = w.HTML(" | ".join(html.escape(str(row[c])) for c in COLUMNS))
-                line = w.HBox([box, text])
+                line = [box, *(w.HTML(html.escape(str(row[c]))) for c in COLUMNS)]
                 self.boxes.setdefault(image, []).append((profile_id, box, line))
-                lines.append(line)
-            sections.append(w.VBox([w.HTML(f"<h4>{html.escape(image)}</h4>"), header, *lines]))
+                cells += line
+            grid = w.GridBox(cells, layout=w.Layout(grid_template_columns=f"2.5em repeat({len(COLUMNS)}, auto)",
+                                                    grid_gap="0 12px"))  # fmt: skip
+            sections.append(w.VBox([w.HTML(f"<h4>{html.escape(image)}</h4>"), grid]))
         every = pd.concat(self.plans.values()) if self.plans else pd.DataFrame(columns=["gpu", "engine", "precision"])
 
         def options(column: str) -> list[str]:
@@ -108,7 +108,9 @@ class ProfilePicker:
     def _filter(self, _change=None) -> None:
         for image, entries in self.boxes.items():
             for index, (_, _, line) in enumerate(entries):
-                line.layout.display = "" if self._visible(image, index) else "none"
+                shown = "" if self._visible(image, index) else "none"
+                for cell in line:
+                    cell.layout.display = shown
 
     def _changed(self, _change=None) -> None:
         chosen = self.selected()

@@ -1,0 +1,85 @@
+"""The runbook's own pieces, without a kernel: the picker, the parameters, the run record."""
+
+import json
+
+import pytest
+
+from conftest import fixture_text
+from nimrunbook.errors import InputError
+from nimrunbook.gpus import inventory_from_text
+from nimrunbook.profiles import parse_listing
+from nimrunbook.runbook.inputs import image_entries, recorded_s3_settings
+from nimrunbook.runbook.picker import ProfilePicker, initial_ticks, resolve_selection
+from nimrunbook.runbook.planning import wanted_selection
+from nimrunbook.runbook.record import RunRecord, public_parameters
+from nimrunbook.selection import select_profiles
+
+
+@pytest.fixture
+def plan(guide_listing):
+    return select_profiles(parse_listing(guide_listing), inventory_from_text("L40S, A10G"), lora=False)
+
+
+def test_resolve_selection_from_parameters(plan):
+    plans = {"img": plan}
+    auto = resolve_selection(plans, "auto")["img"]
+    assert auto == list(plan.loc[plan.selected, "id"])
+    explicit = [plan.id[5], plan.id[0]]
+    assert resolve_selection(plans, explicit)["img"] == [plan.id[0], plan.id[5]]  # listing order
+    assert resolve_selection(plans, {"img": explicit})["img"] == [plan.id[0], plan.id[5]]
+    with pytest.raises(InputError, match="neither 'auto'"):
+        resolve_selection(plans, "everything")
+
+
+def test_per_image_entries_win_over_the_shared_parameter(plan):
+    images = [{"ref": "img", "profiles": [plan.id[1]]}, "other"]
+    wanted = wanted_selection({"img": plan, "other": plan}, images, "auto")
+    assert wanted == {"img": [plan.id[1]], "other": "auto"}
+
+
+def test_picker_ticks_filters_and_static_record(plan):
+    picker = ProfilePicker({"img": plan}, {"img": initial_ticks(plan, "auto")})
+    assert picker.selected()["img"] == list(plan.loc[plan.selected, "id"])
+    assert "4 profiles selected" in picker.total.value and plan.id[0] in picker.ids.value
+    picker.untick("img", plan.id[0])
+    assert plan.id[0] not in picker.ids.value and "3 profiles selected" in picker.total.value
+    picker.filters["gpu"].value = "l40s"
+    hidden = [pid for pid, _, line in picker.boxes["img"] if line[0].layout.display == "none"]
+    assert plan.id[0] in hidden and plan.id[2] not in hidden  # generic hidden, l40s shown
+    html = picker.static_html()
+    assert "profile picker" in html and "tensorrt_llm-l40s-bf16-tp1-pp1-throughput" in html
+
+
+def test_image_entries_from_a_plan_file(tmp_path):
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text("images:\n  - ref: nvcr.io/nim/meta/a:1\n    profiles: [x]\n  - nvcr.io/nim/meta/b:2\n")
+    assert image_entries(str(plan_file)) == [("nvcr.io/nim/meta/a:1", ["x"]), ("nvcr.io/nim/meta/b:2", "auto")]
+    with pytest.raises(InputError):
+        image_entries([])
+    with pytest.raises(InputError):
+        image_entries([{"name": "x"}])
+
+
+def test_run_record_keeps_no_secret_and_replaces_sections(tmp_path, monkeypatch):
+    monkeypatch.setenv("NGC_API_KEY", "nvapi-recordtest-secret-0123456789")
+    record = RunRecord(tmp_path)
+    record.update(selection={"a": [1]})
+    record.update(selection={"b": [2]})
+    record.step("01", status="started", parameters=public_parameters({"aws_secret_key": "x", "ngc_api_key_env": "NGC_API_KEY",
+                                                                        "note": "key nvapi-recordtest-secret-0123456789"}))
+    record.step("01", status="ok")
+    data = record.read()
+    assert data["selection"] == {"b": [2]}
+    assert data["steps"]["01"]["status"] == "ok" and data["steps"]["01"]["parameters"]["aws_secret_key"] == "(secret, not recorded)"
+    assert data["steps"]["01"]["parameters"]["ngc_api_key_env"] == "NGC_API_KEY"
+    assert "nvapi-recordtest-secret" not in (tmp_path / "run.json").read_text()
+
+
+def test_recorded_s3_settings_fall_back_to_the_record():
+    facts = {"publish": {"settings": {"bucket": "nim-profiles", "endpoint_url": "https://minio.example.com", "region": "eu-1"}}}
+    settings = recorded_s3_settings(facts)
+    assert (settings.bucket, settings.endpoint_url, settings.region) == ("nim-profiles", "https://minio.example.com", "eu-1")
+    assert recorded_s3_settings(facts, bucket="other").bucket == "other"
+    with pytest.raises(InputError, match="No bucket"):
+        recorded_s3_settings({})
+    assert json.dumps(settings.record())  # the record never holds keys
