@@ -191,3 +191,46 @@ def test_gpus_are_requested_only_when_asked(docker, standin_image):
     with pytest.raises(DockerError):
         list_profiles(docker, standin_image, gpus=True)
     assert {c.id for c in docker.containers.list(all=True)} <= before
+
+
+def test_nvcr_login_uses_oauthtoken_and_the_key_other_registries_the_docker_config():
+    from nimrunbook.engine import auth_for, registry_of, split_ref
+
+    assert auth_for("nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5", FAKE_NGC_KEY) == {"username": "$oauthtoken", "password": FAKE_NGC_KEY}
+    assert auth_for("registry.example.com/nim/meta/x:1", FAKE_NGC_KEY) is None
+    assert registry_of("ubuntu:22.04") == "docker.io" and registry_of("127.0.0.1:5000/a/b:1") == "127.0.0.1:5000"
+    assert split_ref("127.0.0.1:5000/a/b") == ("127.0.0.1:5000/a/b", "latest")
+
+
+def test_cli_nim_commands(docker, standin_image, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "nimrunbook.cli", "nim", *args], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "NGC_API_KEY": FAKE_NGC_KEY, "NIM_STANDIN_WEIGHT_BYTES": "1024"})  # fmt: skip
+
+    listing = run("list-profiles", standin_image)
+    assert listing.returncode == 0 and "tensorrt_llm-l40s-bf16-tp1-pp1-throughput" in listing.stdout
+    manifest = run("manifest", standin_image)
+    assert manifest.returncode == 0 and manifest.stdout.startswith("schema_version")
+    downloaded = run("download", standin_image, "--profiles", VLLM, "--cache", str(tmp_path / "cache"), "--network", "none")
+    assert downloaded.returncode == 0, downloaded.stderr
+    assert FAKE_NGC_KEY not in downloaded.stdout + downloaded.stderr
+    unknown = run("download", standin_image, "--profiles", "0" * 64, "--cache", str(tmp_path / "cache"), "--network", "none")
+    assert unknown.returncode == 2 and "does not offer" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def test_cli_full_disk_is_a_message_not_a_traceback(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from nimrunbook import cli
+    from nimrunbook.cli import runs
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "objects/x"))
+
+    monkeypatch.setattr(runs, "rebuild_reports", full)  # fault injection: the disk fills up mid-command
+    assert cli.main(["report", str(tmp_path)]) == 1
+    message = capsys.readouterr().err
+    assert "No space left on device" in message and "run the same command again" in message

@@ -159,7 +159,9 @@ def run_demo(root: Path, *, keep: bool = False, weight_bytes: int = 4 * 1024 * 1
         print(f"\nDemo finished in {time.monotonic() - started:.0f} s. Reports: {index}")
         for name, path in runs.items():
             print(f"  {name}: {path}/index.html")
-        if keep:
+        if not keep:
+            print("To open the same notebooks in JupyterLab against this sandbox, run again with --keep.")
+        else:
             _write_keep_files(sandbox)
             print(f"\nThe sandbox keeps running (--keep). Open the same notebooks against it in JupyterLab:\n"
                   f"  source {sandbox.root}/sandbox.env && .venv/bin/jupyter lab notebooks/\n"

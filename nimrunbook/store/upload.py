@@ -30,7 +30,9 @@ from nimrunbook.store.plan import PlannedObject
 log = logging.getLogger(__name__)
 
 SHA_METADATA = "sha256"
-PART_SIZE = 64 * 1024 * 1024
+# 8 MiB parts (the aws CLI's default too): measured fastest here, and s3transfer raises the part size by
+# itself where a file would need more than S3's 10,000 parts (80 GB at 8 MiB).
+PART_SIZE = 8 * 1024 * 1024
 
 
 class _BytesSubscriber(BaseSubscriber):
