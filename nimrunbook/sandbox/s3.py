@@ -94,7 +94,6 @@ http {{
 }}
 """
 
-ADMIN = ("AKIAIOSFODNN7ADMIN01", "sandbox-admin-secret")  # moto's IAM keys are created below
 
 
 @dataclass
