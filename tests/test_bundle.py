@@ -2,7 +2,6 @@
 registries (one over TLS) and the S3 server behind TLS."""
 
 import json
-import os
 import shutil
 import subprocess
 

@@ -4,7 +4,6 @@ import logging
 import os
 import threading
 import time
-from pathlib import Path
 
 import pytest
 

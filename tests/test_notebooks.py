@@ -2,7 +2,6 @@
 the real Docker engine and stand-in NIM image, a registry standing in for nvcr.io, the internal registry
 over TLS, and S3 (moto) behind TLS. Results are asserted through the run record and the JSON records."""
 
-import json
 import os
 import subprocess
 

@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-from conftest import fixture_text
 from nimrunbook.errors import InputError
 from nimrunbook.gpus import inventory_from_text
 from nimrunbook.profiles import parse_listing

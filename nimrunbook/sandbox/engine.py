@@ -17,7 +17,7 @@ import docker
 import docker.errors
 
 from nimrunbook.errors import DockerError
-from nimrunbook.sandbox.ports import wait_until
+from nimrunbook.sandbox.ports import stop_process, wait_until
 
 DEFAULT_DIR = Path("/tmp/nimrunbook-engine")
 
@@ -36,12 +36,7 @@ class Engine:
     process: subprocess.Popen | None = None  # set when we started it
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        stop_process(self.process, timeout=30)
 
 
 def ensure_engine(directory: Path = DEFAULT_DIR) -> Engine:

@@ -1,8 +1,9 @@
-"""Loopback ports and waiting for services to answer."""
+"""Loopback services: free ports, waiting for a service to answer, stopping its process."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -30,3 +31,14 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
+
+
+def stop_process(process: subprocess.Popen | None, timeout: float = 10) -> None:
+    """Terminate a service we started, and kill it if it does not go within ``timeout``."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from nimrunbook.sandbox.ports import free_port, port_open, wait_until
+from nimrunbook.sandbox.ports import free_port, port_open, stop_process, wait_until
 
 
 @dataclass
@@ -61,12 +61,7 @@ class LocalRegistry:
         return self
 
     def stop(self) -> None:
-        if self._process and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
+        stop_process(self._process)
 
     @classmethod
     def temporary(cls, **kwargs) -> LocalRegistry:

@@ -23,7 +23,7 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
-from nimrunbook.sandbox.ports import free_port, port_open, wait_until
+from nimrunbook.sandbox.ports import free_port, port_open, stop_process, wait_until
 from nimrunbook.sandbox.tls import DOMAIN, Certificates
 
 # Bucket names the sandbox and tests use; each needs an /etc/hosts line.
@@ -148,12 +148,7 @@ class S3Sandbox:
 
     def stop(self) -> None:
         for process in reversed(self._processes):
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop_process(process)
         self._processes.clear()
 
     # -- accounts ---------------------------------------------------------------------------
