@@ -93,8 +93,9 @@ class LogProgress(Progress):
     def _render(self) -> None:
         now = time.monotonic()
         if self.total:
-            percent = 100 * self.done / self.total
-            if percent - self._last_percent < self.every_percent and self.done < self.total:
+            percent = min(100.0, 100 * self.done / self.total)
+            reached_end = percent >= 100 > self._last_percent
+            if percent - self._last_percent < self.every_percent and not reached_end:
                 return
             self._last_percent = percent
         elif now - self._last_time < self.every_seconds:

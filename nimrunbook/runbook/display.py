@@ -49,4 +49,5 @@ def show_record(kind: str, data: dict, frame: pd.DataFrame | None = None, title:
 
 def show_text(text: str, title: str | None = None) -> None:
     heading = f"<h4>{html.escape(title)}</h4>" if title else ""
-    _display({"text/html": f"{heading}<pre>{html.escape(redact(text))}</pre>", "text/plain": redact(text)})
+    body = f'<pre style="font-family: monospace; white-space: pre-wrap">{html.escape(redact(text))}</pre>'
+    _display({"text/html": heading + body, "text/plain": redact(text)})

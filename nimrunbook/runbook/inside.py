@@ -18,11 +18,13 @@ from nimrunbook.store import S3Settings
 def verify_bundle(step: Step, bundle_dir: str, public_key: str = "") -> bundle.VerificationReport:
     """Verify and record; a failed bundle stops the notebook here, with the record written."""
     report = bundle.verify(bundle_dir, public_key=public_key or None, record_dir=step.run_dir / "verification", progress=step.progress)
-    frame = pd.DataFrame([c.__dict__ for c in report.checks])
-    show_record("verification", report.as_dict(), frame[frame["status"] != "ok"] if not report.ok else frame.head(0),
+    frame = pd.DataFrame([c.__dict__ for c in report.checks], columns=["path", "status", "detail"])
+    frame = pd.concat([frame[frame["status"] != "ok"], frame[frame["status"] == "ok"]])  # problems first
+    show_record("verification", report.as_dict(), frame,
                 f"Bundle verification: {'PASSED' if report.ok else 'FAILED'}; signature {report.signature}; "
-                f"{len(report.checks)} files checked")  # fmt: skip
-    show_text(report.table(), "Verification record (also in the run directory)")
+                f"{len(report.checks)} files checked; bundle id {report.bundle_id}")  # fmt: skip
+    show_text(f"Checked {report.checked_at} on {report.host} by {report.user} with {report.tool}.\n"
+              f"Record: {report.record_json} and {report.record_text}", "Verification record")
     step.save(verification={"ok": report.ok, "bundle_id": report.bundle_id, "signature": report.signature,
                             "counts": report.counts(), "record": report.record_json})  # fmt: skip
     report.raise_for_failure()
