@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 
 from nimrunbook.errors import InputError, UnknownGpuError
 
-NVIDIA_VENDOR_ID = "10de"
-
 # PCI device id -> (product name as nvidia-smi prints it, profile token or None).
 PCI_DEVICES: dict[str, tuple[str, str | None]] = {
     "2236": ("NVIDIA A10", "a10"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -118,7 +118,3 @@ def create_bundle(step: Step, bundle_dir: str, cache_dir: str, access: RegistryA
     step.save(bundle={"path": str(result.path), "files": result.files, "bytes": result.bytes, "signed": result.signed,
                       "left_out": result.left_out})  # fmt: skip
     return result
-
-
-def published_images(step: Step) -> Sequence[str]:
-    return list(step.facts().get("publish", {}).get("images", {}))

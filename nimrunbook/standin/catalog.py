@@ -21,7 +21,6 @@ HF_FILES = (
 )  # fmt: skip
 TOKENIZER_FILES = HF_FILES[:6]
 ENGINE_FILES = ("LICENSE.txt", "config.json", "metadata.json", "checksums.blake3", "rank0.engine")
-WEIGHT_SUFFIXES = (".safetensors", ".engine")
 
 
 @dataclass(frozen=True)

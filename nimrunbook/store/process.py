@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nimrunbook import __version__
-from nimrunbook.errors import DiskSpaceError, InputError, VerificationError
+from nimrunbook.errors import DiskSpaceError, InputError
 from nimrunbook.hashing import HashJournal, copy_and_hash, sha256_file
 from nimrunbook.progress import ProgressMode, human_bytes, make_progress
 from nimrunbook.store.plan import PlannedObject, PublishPlan
@@ -188,12 +188,3 @@ def verify_directory(directory: str | Path, progress: ProgressMode = "log") -> l
             elif sha256_file(obj.source, reporter) != obj.sha256:
                 problems.append(f"corrupt: {obj.key} (sha256 differs)")
     return problems
-
-
-def require_verified_directory(directory: str | Path, progress: ProgressMode = "log") -> None:
-    problems = verify_directory(directory, progress)
-    if problems:
-        raise VerificationError(
-            f"{directory} does not match its {MANIFEST_NAME}:\n  " + "\n  ".join(problems[:20]),
-            hint="Process the cache again (complete files are kept), or copy the damaged files again from the source.",
-        )

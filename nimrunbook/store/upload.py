@@ -57,10 +57,6 @@ class TransferResult:
     def counts(self) -> dict[str, int]:
         return {status: int((self.table["status"] == status).sum()) for status in ("uploaded", "skipped", "failed")}
 
-    @property
-    def bytes_uploaded(self) -> int:
-        return int(self.table.loc[self.table["status"] == "uploaded", "size"].sum())
-
     def raise_for_failures(self) -> None:
         failed = self.table[self.table["status"] == "failed"]
         if len(failed):
