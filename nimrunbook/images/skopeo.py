@@ -78,12 +78,16 @@ class SkopeoBackend:
         return [f"{prefix}cert-dir={cert_dir}"] if cert_dir else []
 
     def _run(self, args: list[str], ref: str) -> str:
-        result = subprocess.run(["skopeo", *args], capture_output=True, text=True, check=False, timeout=24 * 3600)
-        for line in result.stdout.splitlines():
-            log.info("[skopeo] %s", redact(line))
-        if result.returncode != 0:
-            raise registry_failure(result.stderr or result.stdout, ref)
-        return result.stdout
+        """Run skopeo, logging its lines as they come (a 20 GB image takes a while), redacted."""
+        process = subprocess.Popen(["skopeo", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        lines = []
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line.rstrip())
+            log.info("[skopeo %s] %s", ref, redact(line.rstrip()))
+        if process.wait() != 0:
+            raise registry_failure("\n".join(lines[-20:]), ref)
+        return "\n".join(lines)
 
     def raw_manifest(self, ref: ImageRef) -> bytes | None:
         """The manifest a tag points to, or None when the tag does not exist there."""
