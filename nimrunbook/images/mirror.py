@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from nimrunbook.engine import registry_failure
 from nimrunbook.errors import DiskSpaceError, InputError, VerificationError
 from nimrunbook.images import skopeo
 from nimrunbook.images.access import RegistryAccess
@@ -125,12 +126,7 @@ def mirror(
 
 
 def registry_missing(ref: ImageRef):
-    from nimrunbook.errors import ImageNotFoundError
-
-    return ImageNotFoundError(
-        f"The image {ref} was not found in {ref.registry}.",
-        hint="Check the image name and tag against the NGC catalog (or your registry).",
-    )
+    return registry_failure(f"manifest unknown: no tag {ref.tag} in {ref.registry}", str(ref))
 
 
 def _read_index(directory: Path) -> dict:

@@ -52,6 +52,19 @@ def ensure_hosts_entries(hosts_file: str = "/etc/hosts") -> bool:
         return False
 
 
+NGINX_SERVER = """\
+  server {{
+    listen 127.0.0.1:{port} ssl;
+    server_name {domain} *.{domain};
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    location / {{
+      proxy_pass http://127.0.0.1:{upstream};
+      proxy_set_header Host $http_host;
+      proxy_set_header Connection "";
+    }}
+  }}"""
+
 NGINX_CONF = """\
 worker_processes 1;
 pid {root}/nginx.pid;
@@ -69,28 +82,7 @@ http {{
   proxy_request_buffering off;
   proxy_buffering off;
   proxy_http_version 1.1;
-  server {{
-    listen 127.0.0.1:{port} ssl;
-    server_name {domain} *.{domain};
-    ssl_certificate {cert};
-    ssl_certificate_key {key};
-    location / {{
-      proxy_pass http://127.0.0.1:{upstream};
-      proxy_set_header Host $http_host;
-      proxy_set_header Connection "";
-    }}
-  }}
-  server {{
-    listen 127.0.0.1:{narrow_port} ssl;
-    server_name {domain} *.{domain};
-    ssl_certificate {narrow_cert};
-    ssl_certificate_key {narrow_key};
-    location / {{
-      proxy_pass http://127.0.0.1:{upstream};
-      proxy_set_header Host $http_host;
-      proxy_set_header Connection "";
-    }}
-  }}
+{servers}
 }}
 """
 
@@ -134,13 +126,12 @@ class S3Sandbox:
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (self.root / sub).mkdir(exist_ok=True)
         conf = self.root / "nginx.conf"
-        conf.write_text(
-            NGINX_CONF.format(
-                root=self.root, port=self.port, narrow_port=self.narrow_port, domain=DOMAIN, upstream=self.moto_port,
-                cert=self.certs.wildcard_cert, key=self.certs.wildcard_key,
-                narrow_cert=self.certs.narrow_cert, narrow_key=self.certs.narrow_key,
-            )
+        servers = "\n".join(
+            NGINX_SERVER.format(port=port, domain=DOMAIN, cert=cert, key=key, upstream=self.moto_port)
+            for port, cert, key in ((self.port, self.certs.wildcard_cert, self.certs.wildcard_key),
+                                    (self.narrow_port, self.certs.narrow_cert, self.certs.narrow_key))
         )  # fmt: skip
+        conf.write_text(NGINX_CONF.format(root=self.root, servers=servers))
         nginx_log = open(self.root / "nginx.out", "ab")  # noqa: SIM115
         self._processes.append(subprocess.Popen([nginx, "-c", str(conf), "-p", str(self.root)], stdout=nginx_log, stderr=nginx_log))
         wait_until(lambda: port_open(self.port), "nginx TLS proxy")
