@@ -17,7 +17,9 @@ NGC_USERNAME = "$oauthtoken"
 def docker_client(base_url: str | None = None, timeout: int = 300) -> docker.DockerClient:
     """A client for ``base_url``, else DOCKER_HOST, else the default socket; a clear error if none answers."""
     try:
-        client = docker.DockerClient(base_url=base_url, timeout=timeout) if base_url else docker.from_env(timeout=timeout)
+        client = (
+            docker.DockerClient(base_url=base_url, timeout=timeout) if base_url else docker.from_env(timeout=timeout)
+        )
         client.ping()
         return client
     except docker.errors.DockerException as exc:
@@ -65,7 +67,9 @@ def registry_failure(text: str, ref: str) -> NimRunbookError:
     text = redact(text.strip())
     lowered = text.lower()
     registry = registry_of(ref)
-    if any(word in lowered for word in ("unauthorized", "denied", "authentication required", "forbidden", "no basic auth")):
+    if any(
+        word in lowered for word in ("unauthorized", "denied", "authentication required", "forbidden", "no basic auth")
+    ):
         fix = (
             "Check NGC_API_KEY (an NGC API key with access to this NIM; user $oauthtoken)."
             if registry == NGC_REGISTRY
@@ -90,5 +94,7 @@ def registry_failure(text: str, ref: str) -> NimRunbookError:
             hint="Check the host name, port, proxy settings and that the registry is running.",
         )
     if "no space left" in lowered:
-        return DiskSpaceError(f"The disk filled up while copying {ref}: {text}", hint="Free space, then run again: it resumes.")
+        return DiskSpaceError(
+            f"The disk filled up while copying {ref}: {text}", hint="Free space, then run again: it resumes."
+        )
     return DockerError(f"Docker failed on {ref}: {text}")

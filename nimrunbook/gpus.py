@@ -49,11 +49,27 @@ PCI_DEVICES: dict[str, tuple[str, str | None]] = {
 # Profile tokens seen in NIM profile names (nim-facts.md), plus likely ones.
 KNOWN_TOKENS = frozenset(
     {
-        "a10", "a10g", "a100", "a100_sxm4_40gb", "a100pcie", "h100", "h100pcie",
-        "h100_nvl", "h200", "h20", "b200", "b300", "gh200", "gb200", "gb300",
-        "l4", "l40", "l40s", "rtx6000_blackwell_sv",
+        "a10",
+        "a10g",
+        "a100",
+        "a100_sxm4_40gb",
+        "a100pcie",
+        "h100",
+        "h100pcie",
+        "h100_nvl",
+        "h200",
+        "h20",
+        "b200",
+        "b300",
+        "gh200",
+        "gb200",
+        "gb300",
+        "l4",
+        "l40",
+        "l40s",
+        "rtx6000_blackwell_sv",
     }
-)  # fmt: skip
+)
 
 # Profiles named for the alias may also serve the GPU: NIM lists 40 GB A100
 # profiles as ``a100`` in older images. Selecting by alias errs towards
@@ -205,9 +221,7 @@ class Inventory:
         return max(n for n in per_node if n is not None)
 
     def to_records(self) -> list[dict]:
-        return [
-            {**group.__dict__, "physical_gpus": group.physical_gpus} for group in self.groups
-        ]
+        return [{**group.__dict__, "physical_gpus": group.physical_gpus} for group in self.groups]
 
     def describe(self) -> str:
         return ", ".join(g.describe() for g in self.groups) or "no GPUs"
@@ -411,7 +425,7 @@ def inventory_from_cluster(kubeconfig: str | None = None, context: str | None = 
 
     try:
         config.load_kube_config(config_file=kubeconfig, context=context)
-    except Exception as exc:  # the client raises several unrelated types here
+    except Exception as exc:  # noqa: BLE001 - the client raises several unrelated types here
         raise InputError(
             f"Cannot load the kubeconfig ({type(exc).__name__}: {exc}).",
             hint="Pass --kubeconfig, or read the labels elsewhere with "
@@ -441,8 +455,8 @@ def inventory_from_text(text: str) -> Inventory:
             known = ", ".join(sorted(KNOWN_TOKENS))
             raise UnknownGpuError(
                 f"Unknown GPU name {name!r} in the GPU inventory {text!r}.",
-                hint=f"Use an nvidia-smi name (\"NVIDIA L40S\"), a node label value "
-                f"(\"NVIDIA-H100-80GB-HBM3\"), a PCI id (\"26b9\") or a profile token ({known}).",
+                hint=f'Use an nvidia-smi name ("NVIDIA L40S"), a node label value '
+                f'("NVIDIA-H100-80GB-HBM3"), a PCI id ("26b9") or a profile token ({known}).',
             )
         device = pci_device_id(name) or _device_for_name(name)
         product = PCI_DEVICES[device][0] if device in PCI_DEVICES else name

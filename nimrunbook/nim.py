@@ -8,6 +8,7 @@ without starting the model.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -78,7 +79,9 @@ def pull_image(
     layers: dict[str, tuple[int, int]] = {}
     reporter = make_progress(progress, f"pull {ref}")
     try:
-        for event in client.api.pull(repo, tag, stream=True, decode=True, auth_config=auth_for(ref, _ngc_key(ngc_api_key))):
+        for event in client.api.pull(
+            repo, tag, stream=True, decode=True, auth_config=auth_for(ref, _ngc_key(ngc_api_key))
+        ):
             if "error" in event:
                 raise docker.errors.APIError(event["error"])
             detail = event.get("progressDetail") or {}
@@ -110,9 +113,13 @@ def _run_tool(
     device_requests = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if gpus else None
     try:
         container = client.containers.create(
-            image, command, environment=environment or {}, volumes=volumes or {},
-            network_mode=network_mode, device_requests=device_requests,
-        )  # fmt: skip
+            image,
+            command,
+            environment=environment or {},
+            volumes=volumes or {},
+            network_mode=network_mode,
+            device_requests=device_requests,
+        )
     except (docker.errors.ImageNotFound, docker.errors.APIError) as exc:
         raise translate_api_error(exc, image) from None
     try:
@@ -144,16 +151,14 @@ def _run_tool(
             try:
                 status = container.wait(timeout=1)
                 break
-            except Exception:  # read timeout: still running
+            except Exception:  # noqa: BLE001 - read timeout: still running (issue 17: a dead engine loops here)
                 if poll:
                     poll()
         reader.join(timeout=10)
         return int(status.get("StatusCode", 1)), "\n".join(output)
     finally:
-        try:
+        with contextlib.suppress(docker.errors.APIError):
             container.remove(force=True)
-        except docker.errors.APIError:
-            pass
 
 
 def list_profiles(
@@ -365,10 +370,15 @@ def download_profiles(
 
     try:
         code, text = _run_tool(
-            client, image, ["download-to-cache", "--profiles", *ids], environment=container_env,
-            volumes={str(cache): {"bind": CONTAINER_CACHE, "mode": "rw"}}, network_mode=network_mode,
-            on_line=lambda line: log.info("[download-to-cache] %s", line), poll=poll,
-        )  # fmt: skip
+            client,
+            image,
+            ["download-to-cache", "--profiles", *ids],
+            environment=container_env,
+            volumes={str(cache): {"bind": CONTAINER_CACHE, "mode": "rw"}},
+            network_mode=network_mode,
+            on_line=lambda line: log.info("[download-to-cache] %s", line),
+            poll=poll,
+        )
     finally:
         poll()
         reporter.close()
@@ -376,6 +386,11 @@ def download_profiles(
         raise _classify_failure(code, text, image, ids)
     files, size = cache_usage(cache)
     return DownloadSummary(
-        image=image, profiles=ids, cache_dir=str(cache), files=files, bytes=size,
-        seconds=round(time.monotonic() - started, 3), log_tail=text.strip().splitlines()[-5:],
-    )  # fmt: skip
+        image=image,
+        profiles=ids,
+        cache_dir=str(cache),
+        files=files,
+        bytes=size,
+        seconds=round(time.monotonic() - started, 3),
+        log_tail=text.strip().splitlines()[-5:],
+    )

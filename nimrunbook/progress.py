@@ -81,8 +81,16 @@ class Progress:
 class LogProgress(Progress):
     """A log line every ``every_percent`` of the total, or every ``every_seconds`` when it is unknown."""
 
-    def __init__(self, description: str = "", total: int | None = None, unit: str = "B", *,
-                 logger: logging.Logger | None = None, every_percent: float = 10, every_seconds: float = 15) -> None:  # fmt: skip
+    def __init__(
+        self,
+        description: str = "",
+        total: int | None = None,
+        unit: str = "B",
+        *,
+        logger: logging.Logger | None = None,
+        every_percent: float = 10,
+        every_seconds: float = 15,
+    ) -> None:
         super().__init__(description, total, unit)
         self.logger = logger or logging.getLogger("nimrunbook.progress")
         self.every_percent = every_percent

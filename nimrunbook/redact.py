@@ -52,10 +52,8 @@ def redact(text: str) -> str:
     for value in _known_values():
         text = text.replace(value, MASK)
     for pattern in _PATTERNS:
-        if pattern.groups >= 2:
-            text = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
-        else:
-            text = pattern.sub(MASK, text)
+        keep_name = pattern.groups >= 2  # "password=xyz" keeps "password=", masks the value
+        text = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text) if keep_name else pattern.sub(MASK, text)
     return text
 
 

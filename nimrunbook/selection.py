@@ -90,9 +90,7 @@ def select_profiles(
     node is dropped when counts are known.
     """
     engine_set, precision_set = _as_set(engines), _as_set(precisions)
-    decisions = [
-        _decide(row, inventory, lora, engine_set, precision_set) for _, row in profiles.iterrows()
-    ]
+    decisions = [_decide(row, inventory, lora, engine_set, precision_set) for _, row in profiles.iterrows()]
     result = profiles.copy()
     result["selected"] = [selected for selected, _ in decisions]
     result["reason"] = [reason for _, reason in decisions]

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Write the README's notebook reference from the notebooks themselves, so it cannot go stale.
 
-    python scripts/readme_notebooks.py          # rewrite the section between the markers
-    python scripts/readme_notebooks.py --check  # exit 1 when the README is out of date (the tests run this)
+python scripts/readme_notebooks.py          # rewrite the section between the markers
+python scripts/readme_notebooks.py --check  # exit 1 when the README is out of date (the tests run this)
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ def main() -> int:
     updated = before + section() + after
     if "--check" in sys.argv:
         if updated != text:
-            print("README.md's notebook reference is out of date: run python scripts/readme_notebooks.py", file=sys.stderr)
+            print(
+                "README.md's notebook reference is out of date: run python scripts/readme_notebooks.py", file=sys.stderr
+            )
             return 1
         return 0
     readme.write_text(updated)

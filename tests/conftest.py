@@ -83,9 +83,15 @@ def downloaded_cache(docker, standin_image, tmp_path_factory):
     """A NIM cache filled by the stand-in's download-to-cache: vLLM, its LoRA variant and one L40S engine."""
     cache = tmp_path_factory.mktemp("nim-cache")
     download_profiles(
-        docker, standin_image, [VLLM, L40S_BF16, VLLM_LORA], cache, ngc_api_key=FAKE_NGC_KEY,
-        network_mode="none", environment={"NIM_STANDIN_WEIGHT_BYTES": "262144"}, progress="none",
-    )  # fmt: skip
+        docker,
+        standin_image,
+        [VLLM, L40S_BF16, VLLM_LORA],
+        cache,
+        ngc_api_key=FAKE_NGC_KEY,
+        network_mode="none",
+        environment={"NIM_STANDIN_WEIGHT_BYTES": "262144"},
+        progress="none",
+    )
     return cache
 
 
@@ -101,7 +107,18 @@ def s3(tmp_path_factory):
     """moto behind nginx TLS (test CA, SAN *.s3.example.test), with IAM checked: users admin and reader."""
     assert ensure_hosts_entries() or os.environ.get("CI") is None, "cannot add the sandbox names to /etc/hosts"
     sandbox = S3Sandbox(root=tmp_path_factory.mktemp("s3")).start()
-    for bucket in ("nim-profiles", "nim-inside", "nim-mixed", "nim-resume", "nim-changed", "nim-direct", "nim-bundle", "nim-split", "nim-nb", "nim-nb-inside"):
+    for bucket in (
+        "nim-profiles",
+        "nim-inside",
+        "nim-mixed",
+        "nim-resume",
+        "nim-changed",
+        "nim-direct",
+        "nim-bundle",
+        "nim-split",
+        "nim-nb",
+        "nim-nb-inside",
+    ):
         sandbox.create_bucket(bucket)
     sandbox.create_user("admin", ["s3:*"])
     sandbox.create_user("ecr-admin", ["ecr:*"])

@@ -16,7 +16,12 @@ from pathlib import Path
 
 
 class KubeStub:
-    def __init__(self, nodes: list[dict] | None = None, job_outcome: str = "succeeded", log_text: str = "refreshed 2 NIM templates\n"):
+    def __init__(
+        self,
+        nodes: list[dict] | None = None,
+        job_outcome: str = "succeeded",
+        log_text: str = "refreshed 2 NIM templates\n",
+    ):
         self.nodes = nodes or []
         self.job_outcome = job_outcome
         self.log_text = log_text
@@ -40,28 +45,71 @@ class KubeStub:
                 stub.requests.append(("GET", self.path))
                 path = self.path.split("?")[0]
                 if path == "/api/v1/nodes":
-                    return self._send(200, {"kind": "NodeList", "apiVersion": "v1", "metadata": {}, "items": stub.nodes})
+                    return self._send(
+                        200, {"kind": "NodeList", "apiVersion": "v1", "metadata": {}, "items": stub.nodes}
+                    )
                 if match := re.fullmatch(r"/apis/batch/v1/namespaces/([^/]+)/cronjobs/([^/]+)", path):
                     if match.group(2) != "custom-templates-cronjob":
-                        return self._send(404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404})
-                    return self._send(200, {
-                        "kind": "CronJob", "apiVersion": "batch/v1",
-                        "metadata": {"name": match.group(2), "namespace": match.group(1)},
-                        "spec": {"schedule": "0 * * * *", "jobTemplate": {"metadata": {"labels": {"app": "custom-templates"}}, "spec": {
-                            "template": {"spec": {"restartPolicy": "Never", "containers": [
-                                {"name": "custom-templates", "image": "registry.example.com/datarobot/custom-templates:11.1"}]}}}}},
-                    })  # fmt: skip
+                        return self._send(
+                            404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404}
+                        )
+                    return self._send(
+                        200,
+                        {
+                            "kind": "CronJob",
+                            "apiVersion": "batch/v1",
+                            "metadata": {"name": match.group(2), "namespace": match.group(1)},
+                            "spec": {
+                                "schedule": "0 * * * *",
+                                "jobTemplate": {
+                                    "metadata": {"labels": {"app": "custom-templates"}},
+                                    "spec": {
+                                        "template": {
+                                            "spec": {
+                                                "restartPolicy": "Never",
+                                                "containers": [
+                                                    {
+                                                        "name": "custom-templates",
+                                                        "image": "registry.example.com/datarobot/custom-templates:11.1",
+                                                    }
+                                                ],
+                                            }
+                                        }
+                                    },
+                                },
+                            },
+                        },
+                    )
                 if match := re.fullmatch(r"/apis/batch/v1/namespaces/([^/]+)/jobs/([^/]+)/status", path):
                     job = stub.jobs[match.group(2)]
-                    status = {"succeeded": 1} if stub.job_outcome == "succeeded" else {
-                        "failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-                                                     "message": "Job has reached the specified backoff limit"}]}  # fmt: skip
+                    status = (
+                        {"succeeded": 1}
+                        if stub.job_outcome == "succeeded"
+                        else {
+                            "failed": 1,
+                            "conditions": [
+                                {
+                                    "type": "Failed",
+                                    "status": "True",
+                                    "reason": "BackoffLimitExceeded",
+                                    "message": "Job has reached the specified backoff limit",
+                                }
+                            ],
+                        }
+                    )
                     return self._send(200, {**job, "status": status})
                 if match := re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods", path):
                     selector = re.search(r"labelSelector=job-name%3D([^&]+)", self.path)
                     name = selector.group(1) if selector else ""
-                    return self._send(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [
-                        {"metadata": {"name": f"{name}-abcde", "namespace": match.group(1)}}]})  # fmt: skip
+                    return self._send(
+                        200,
+                        {
+                            "kind": "PodList",
+                            "apiVersion": "v1",
+                            "metadata": {},
+                            "items": [{"metadata": {"name": f"{name}-abcde", "namespace": match.group(1)}}],
+                        },
+                    )
                 if re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)/log", path):
                     return self._send(200, stub.log_text, "text/plain")
                 return self._send(404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404})
@@ -88,10 +136,16 @@ class KubeStub:
     def kubeconfig(self, directory: Path) -> Path:
         path = directory / "kubeconfig"
         port = self.server.server_address[1]
-        path.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "stub",
-            "clusters": [{"name": "stub", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
-            "users": [{"name": "stub", "user": {"token": "stub-token"}}],
-            "contexts": [{"name": "stub", "context": {"cluster": "stub", "user": "stub"}}],
-        }))  # fmt: skip
+        path.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "stub",
+                    "clusters": [{"name": "stub", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+                    "users": [{"name": "stub", "user": {"token": "stub-token"}}],
+                    "contexts": [{"name": "stub", "context": {"cluster": "stub", "user": "stub"}}],
+                }
+            )
+        )
         return path

@@ -4,16 +4,17 @@ registries (one over TLS) and the S3 server behind TLS."""
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
-
 from conftest import L40S_BF16, VLLM, VLLM_LORA, s3_settings
+
 from nimrunbook.bundle import create, import_, inventory, verify
 from nimrunbook.bundle import parts as bundle_parts
 from nimrunbook.errors import VerificationError
 from nimrunbook.images import RegistryAccess
-from nimrunbook.images.skopeo import SkopeoBackend
 from nimrunbook.images.refs import ImageRef
+from nimrunbook.images.skopeo import SkopeoBackend
 from nimrunbook.store import make_client, plan_publish
 from nimrunbook.store import verify as verify_bucket
 
@@ -39,8 +40,17 @@ def access(ngc_registry, internal_registry, certs):
 def bundle(tmp_path_factory, ngc_images, standin_manifest, downloaded_cache, keys, access):
     media = tmp_path_factory.mktemp("media") / "nim-bundle"
     plan = plan_publish(standin_manifest, downloaded_cache, [VLLM, L40S_BF16, VLLM_LORA])
-    result = create(media, images=ngc_images, plan=plan, profile_names={VLLM: "vllm-bf16-tp1-pp1"}, sign_key=keys[0][0],
-                    inside={"bucket": "nim-bundle"}, access=access, image_backend="skopeo", progress="none")  # fmt: skip
+    result = create(
+        media,
+        images=ngc_images,
+        plan=plan,
+        profile_names={VLLM: "vllm-bf16-tp1-pp1"},
+        sign_key=keys[0][0],
+        inside={"bucket": "nim-bundle"},
+        access=access,
+        image_backend="skopeo",
+        progress="none",
+    )
     assert result.signed and result.objects_written == len(plan.objects)
     return media
 
@@ -58,14 +68,18 @@ def test_bundle_layout_checksums_and_readme(bundle, keys):
     assert (document["format"], document["version"]) == ("nimrunbook.bundle", 1)
     assert len(document["images"]) == 2 and all(i["digest"].startswith("sha256:") for i in document["images"])
     assert {"key", "size", "sha256", "profiles"} <= set(document["objects"][0])
-    assert document["inside"]["bucket"] == "nim-bundle" and document["host"] and document["tool"].startswith("nimrunbook")
+    assert (
+        document["inside"]["bucket"] == "nim-bundle" and document["host"] and document["tool"].startswith("nimrunbook")
+    )
     readme = (bundle / "README.txt").read_text()
     assert "ssh-keygen -Y verify" in readme and "sha256sum -c SHA256SUMS" in readme
     assert not list(bundle.rglob("*.gz")) and not list(bundle.rglob("*.incomplete"))
     # the exact command the README prints verifies by hand
     shutil.copy(keys[0][1], bundle / "signer.pub")
     try:
-        command = next(line.strip() for line in readme.splitlines() if "ssh-keygen -Y verify" in line and "SHA256SUMS" in line)
+        command = next(
+            line.strip() for line in readme.splitlines() if "ssh-keygen -Y verify" in line and "SHA256SUMS" in line
+        )
         assert subprocess.run(command, shell=True, cwd=bundle, capture_output=True).returncode == 0
     finally:
         (bundle / "signer.pub").unlink()
@@ -75,9 +89,9 @@ def test_bundle_layout_checksums_and_readme(bundle, keys):
 def test_verify_passes_and_writes_a_record(bundle, keys, tmp_path):
     report = verify(bundle, public_key=keys[0][1], record_dir=tmp_path, progress="none")
     assert report.ok and report.signature == "verified", report.table()
-    record = json.loads(open(report.record_json).read())
+    record = json.loads(Path(report.record_json).read_text())
     assert record["ok"] is True and record["bundle_id"] == report.bundle_id and record["user"]
-    assert "PASSED" in open(report.record_text).read()
+    assert "PASSED" in Path(report.record_text).read_text()
 
 
 def _problem(report) -> dict[str, str]:
@@ -128,9 +142,18 @@ def test_round_trip_into_the_inside_registry_and_bucket(bundle, keys, s3, intern
     # an interrupted import left some objects behind: the import resumes without re-sending them
     client = make_client(settings)
     first = document["objects"][0]
-    client.upload_file(str(bundle / first["path"]), "nim-bundle", first["key"], ExtraArgs={"Metadata": {"sha256": first["sha256"]}})
-    result = import_(bundle, registry=inside, settings=settings, access=access, public_key=keys[0][1],
-                     record_dir=tmp_path, progress="none")  # fmt: skip
+    client.upload_file(
+        str(bundle / first["path"]), "nim-bundle", first["key"], ExtraArgs={"Metadata": {"sha256": first["sha256"]}}
+    )
+    result = import_(
+        bundle,
+        registry=inside,
+        settings=settings,
+        access=access,
+        public_key=keys[0][1],
+        record_dir=tmp_path,
+        progress="none",
+    )
     assert result.upload.counts() == {"uploaded": len(document["objects"]) - 1, "skipped": 1, "failed": 0}
     assert (result.bucket_check["status"] == "ok").all()
     skopeo = SkopeoBackend(access)
@@ -145,22 +168,41 @@ def test_import_refuses_a_failed_bundle(bundle, s3, tmp_path):
     copy = _copy(bundle, tmp_path)
     next((copy / "profiles/objects").iterdir()).unlink()
     with pytest.raises(VerificationError, match="missing"):
-        import_(copy, registry=None, settings=s3_settings(s3, bucket="nim-bundle"), record_dir=tmp_path, progress="none")
+        import_(
+            copy, registry=None, settings=s3_settings(s3, bucket="nim-bundle"), record_dir=tmp_path, progress="none"
+        )
 
 
-def test_incremental_bundle_carries_only_what_is_missing(bundle, s3, internal_registry, access, standin_manifest,
-                                                         downloaded_cache, ngc_images, tmp_path):  # fmt: skip
+def test_incremental_bundle_carries_only_what_is_missing(
+    bundle, s3, internal_registry, access, standin_manifest, downloaded_cache, ngc_images, tmp_path
+):
     settings = s3_settings(s3, bucket="nim-bundle")
-    import_(bundle, registry=f"{internal_registry.host}/airgap", settings=settings, access=access, record_dir=tmp_path, progress="none")
+    import_(
+        bundle,
+        registry=f"{internal_registry.host}/airgap",
+        settings=settings,
+        access=access,
+        record_dir=tmp_path,
+        progress="none",
+    )
     plan = plan_publish(standin_manifest, downloaded_cache, [VLLM, L40S_BF16, VLLM_LORA])
     engine_only = [o.key for o in plan.objects if VLLM not in o.profiles]
     client = make_client(settings)
     for key in engine_only:
         client.delete_object(Bucket="nim-bundle", Key=key)
-    have = inventory(settings, registry=f"{internal_registry.host}/airgap", images=ngc_images, access=access, backend="skopeo")
+    have = inventory(
+        settings, registry=f"{internal_registry.host}/airgap", images=ngc_images, access=access, backend="skopeo"
+    )
     assert len(have["images"]) == 2 and set(engine_only).isdisjoint(have["objects"])
-    delta = create(tmp_path / "delta", images=ngc_images, plan=plan_publish(standin_manifest, downloaded_cache, [VLLM, L40S_BF16, VLLM_LORA]),
-                   have=have, access=access, image_backend="skopeo", progress="none")  # fmt: skip
+    delta = create(
+        tmp_path / "delta",
+        images=ngc_images,
+        plan=plan_publish(standin_manifest, downloaded_cache, [VLLM, L40S_BF16, VLLM_LORA]),
+        have=have,
+        access=access,
+        image_backend="skopeo",
+        progress="none",
+    )
     document = json.loads((tmp_path / "delta/bundle.json").read_text())
     assert sorted(o["key"] for o in document["objects"]) == sorted(engine_only)
     assert sorted(delta.left_out["images"]) == sorted(ngc_images) and document["images"] == []
@@ -174,8 +216,12 @@ def test_split_parts_for_fat32_style_media(standin_manifest, downloaded_cache, s
     weights = next(o for o in plan.objects if o.key.endswith("model.safetensors"))
     parts = sorted((tmp_path / "split/profiles/objects").glob(weights.key + ".part*"))
     assert [p.stat().st_size for p in parts] == [100_000, 100_000, 62_144]
-    assert not (tmp_path / "split/profiles/objects" / weights.key).exists() and result.objects_written == len(plan.objects)
-    check = subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=tmp_path / "split", capture_output=True, text=True)
+    assert not (tmp_path / "split/profiles/objects" / weights.key).exists() and result.objects_written == len(
+        plan.objects
+    )
+    check = subprocess.run(
+        ["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=tmp_path / "split", capture_output=True, text=True
+    )
     assert check.returncode == 0
     copy = tmp_path / "split-missing"
     shutil.copytree(tmp_path / "split", copy)
@@ -208,7 +254,9 @@ def test_interrupted_create_resumes_without_rewriting(standin_manifest, download
     inodes = {p.name: p.stat().st_ino for p in (tmp_path / "b/profiles/objects").iterdir()}
     assert len(inodes) == 4 and not list((tmp_path / "b").rglob("*.incomplete"))
     monkeypatch.setattr(create_module, "write_file", real_write)
-    resumed = create(tmp_path / "b", plan=plan_publish(standin_manifest, downloaded_cache, [VLLM, L40S_BF16]), progress="none")
+    resumed = create(
+        tmp_path / "b", plan=plan_publish(standin_manifest, downloaded_cache, [VLLM, L40S_BF16]), progress="none"
+    )
     assert (resumed.objects_written, resumed.objects_skipped) == (len(plan.objects) - 4, 4)
     assert all((tmp_path / "b/profiles/objects" / name).stat().st_ino == inode for name, inode in inodes.items())
     assert verify(tmp_path / "b", progress="none").ok
@@ -219,9 +267,24 @@ def test_cli_create_verify(standin_manifest, downloaded_cache, tmp_path, keys):
 
     manifest = tmp_path / "manifest.yaml"
     manifest.write_text(__import__("nimrunbook.standin.catalog", fromlist=["x"]).manifest_yaml("1.8.5"))
-    run = lambda *a: subprocess.run([sys.executable, "-m", "nimrunbook.cli", "bundle", *a], capture_output=True, text=True, timeout=300)  # noqa: E731
-    made = run("create", str(tmp_path / "b"), "--cache", str(downloaded_cache), "--manifest", str(manifest),
-               "--profiles", VLLM, "--sign-key", str(keys[0][0]))  # fmt: skip
+
+    def run(*a):
+        return subprocess.run(
+            [sys.executable, "-m", "nimrunbook.cli", "bundle", *a], capture_output=True, text=True, timeout=300
+        )  # noqa: E731
+
+    made = run(
+        "create",
+        str(tmp_path / "b"),
+        "--cache",
+        str(downloaded_cache),
+        "--manifest",
+        str(manifest),
+        "--profiles",
+        VLLM,
+        "--sign-key",
+        str(keys[0][0]),
+    )
     assert made.returncode == 0, made.stderr
     checked = run("verify", str(tmp_path / "b"), "--public-key", str(keys[0][1]))
     assert checked.returncode == 0 and "PASSED" in checked.stdout and "signature: verified" in checked.stdout

@@ -28,7 +28,12 @@ def test_plan_ids_are_ready_for_download_to_cache():
 
 def test_plan_table_from_stdin_and_nvidia_smi():
     result = run(
-        "profiles", "plan", "--listing", "-", "--nvidia-smi", str(FIXTURES / "nvidia-smi/L40S-csv.txt"),
+        "profiles",
+        "plan",
+        "--listing",
+        "-",
+        "--nvidia-smi",
+        str(FIXTURES / "nvidia-smi/L40S-csv.txt"),
         stdin=GUIDE.read_text(),
     )
     assert result.returncode == 0, result.stderr
@@ -38,9 +43,16 @@ def test_plan_table_from_stdin_and_nvidia_smi():
 
 def test_plan_json_with_manifest_and_node_labels():
     result = run(
-        "profiles", "plan", "--listing", str(FIXTURES / "list-model-profiles/llama3-8b-instruct-1.0.3-2xL40S.txt"),
-        "--node-labels", str(FIXTURES / "k8s-node-labels.txt"), "--format", "json",
-        "--manifest", str(FIXTURES / "manifests/k8snimop-v2-manifest_v2.yaml"),
+        "profiles",
+        "plan",
+        "--listing",
+        str(FIXTURES / "list-model-profiles/llama3-8b-instruct-1.0.3-2xL40S.txt"),
+        "--node-labels",
+        str(FIXTURES / "k8s-node-labels.txt"),
+        "--format",
+        "json",
+        "--manifest",
+        str(FIXTURES / "manifests/k8snimop-v2-manifest_v2.yaml"),
     )
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)

@@ -1,12 +1,20 @@
 import pytest
-from ruamel.yaml import YAML
-
 from conftest import FIXTURES, L40S_BF16, VLLM, s3_settings
 from kube_stub import KubeStub
+from ruamel.yaml import YAML
+
 from nimrunbook.datarobot import (
-    DataRobotSettings, check_read_credentials, compare_manifests, merge_values, plan_update, refresh_commands,
-    run_refresh, secure_configuration_steps, validate, values_yaml,
-)  # fmt: skip
+    DataRobotSettings,
+    check_read_credentials,
+    compare_manifests,
+    merge_values,
+    plan_update,
+    refresh_commands,
+    run_refresh,
+    secure_configuration_steps,
+    validate,
+    values_yaml,
+)
 from nimrunbook.datarobot.values import raise_for_problems
 from nimrunbook.errors import InputError
 from nimrunbook.gpus import inventory_from_cluster
@@ -16,7 +24,9 @@ from nimrunbook.store import plan_publish, publish
 from nimrunbook.store.keys import object_key
 
 ALLOW = ["nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5", "nvcr.io/nim/meta/llama-3.1-8b-instruct:1.8.4"]
-SETTINGS = DataRobotSettings("registry.example.com:5000", "nim-profiles", "us-east-1", "https://minio.example.com", ALLOW)
+SETTINGS = DataRobotSettings(
+    "registry.example.com:5000", "nim-profiles", "us-east-1", "https://minio.example.com", ALLOW
+)
 MIRRORED = [{"source": ref, "destination": ref.replace("nvcr.io", "registry.example.com:5000")} for ref in ALLOW]
 
 
@@ -58,7 +68,12 @@ def test_merge_keeps_comments_order_and_unrelated_keys(tmp_path):
     diff, backup = merge_values(values, SETTINGS, write=True)
     merged = values.read_text()
     assert backup.read_text() == EXISTING
-    for kept in ("# DataRobot values for prod", "domain: datarobot.example.com   # keep", 'SOME_OTHER_FLAG: "yes"', "replicas: 2  # unrelated key"):
+    for kept in (
+        "# DataRobot values for prod",
+        "domain: datarobot.example.com   # keep",
+        'SOME_OTHER_FLAG: "yes"',
+        "replicas: 2  # unrelated key",
+    ):
         assert kept in merged
     assert merged.index("global:") < merged.index("core:") < merged.index("custom-templates:")
     loaded = YAML(typ="safe").load(merged)
@@ -92,7 +107,9 @@ def test_every_validation_has_its_own_message(change, field, words):
 def test_valid_settings_and_unpublished_profiles():
     assert validate(SETTINGS, mirrored=MIRRORED, published_images=ALLOW) == []
     problems = validate(SETTINGS, mirrored=MIRRORED, published_images=ALLOW[:1])
-    assert [p.message for p in problems] == [f"{ALLOW[1]} is allowlisted but its profiles were not published to s3://nim-profiles/."]
+    assert [p.message for p in problems] == [
+        f"{ALLOW[1]} is allowlisted but its profiles were not published to s3://nim-profiles/."
+    ]
 
 
 def test_refresh_commands_have_the_namespace():
@@ -116,8 +133,15 @@ def test_refresh_through_the_kubernetes_client(tmp_path, outcome):
 
 def test_gpu_inventory_from_a_live_cluster(tmp_path):
     # No Kubernetes API server can run here: KubeStub serves the node list.
-    nodes = [{"metadata": {"name": f"gpu-{i}", "labels": {"nvidia.com/gpu.product": "NVIDIA-L40S", "nvidia.com/gpu.count": "2"}}}
-             for i in range(3)]  # fmt: skip
+    nodes = [
+        {
+            "metadata": {
+                "name": f"gpu-{i}",
+                "labels": {"nvidia.com/gpu.product": "NVIDIA-L40S", "nvidia.com/gpu.count": "2"},
+            }
+        }
+        for i in range(3)
+    ]
     with KubeStub(nodes=nodes) as stub:
         inventory = inventory_from_cluster(str(stub.kubeconfig(tmp_path)))
     assert inventory.counts() == {"l40s": 6} and inventory.max_gpus_per_node() == 2
@@ -130,8 +154,10 @@ def test_credentials_read_only_passes_read_write_warns(s3, standin_manifest, dow
     assert reader.ok and reader.warnings == []
     admin = check_read_credentials(s3_settings(s3, bucket="nim-direct"), plan.objects)
     assert admin.ok and any("WRITE" in w for w in admin.warnings) and any("DELETE" in w for w in admin.warnings)
-    missing = check_read_credentials(s3_settings(s3, bucket="nim-direct", user="reader"),
-                                     plan_publish(standin_manifest, downloaded_cache, [L40S_BF16]).objects)  # fmt: skip
+    missing = check_read_credentials(
+        s3_settings(s3, bucket="nim-direct", user="reader"),
+        plan_publish(standin_manifest, downloaded_cache, [L40S_BF16]).objects,
+    )
     assert not missing.ok and "missing" in set(missing.objects["status"])
     assert "Consumer" in secure_configuration_steps("nim-direct", s3.endpoint_url, "us-east-1")
 
@@ -144,9 +170,17 @@ def test_tag_update_plans_the_smallest_transfer():
     assert changes.loc["tensorrt_llm-l40s-bf16-tp1-pp1-throughput", "change"] == "changed"
     assert changes.loc["vllm-bf16-tp1-pp1", "change"] == "unchanged"
     in_bucket = {object_key(f.uri) for pid in (VLLM, L40S_BF16) for f in old.profile(pid).files}
-    plan = plan_update("nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.6", old, new, [VLLM, L40S_BF16], in_bucket,
-                       supported_images=["nvcr.io/nim/meta/llama-3.1-8b-instruct:1.8.4"])  # fmt: skip
-    assert sorted(plan.keys_to_transfer) == sorted(object_key(f.uri) for f in new.profile(L40S_BF16).files if "trtllm_engine" in f.path)
+    plan = plan_update(
+        "nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.6",
+        old,
+        new,
+        [VLLM, L40S_BF16],
+        in_bucket,
+        supported_images=["nvcr.io/nim/meta/llama-3.1-8b-instruct:1.8.4"],
+    )
+    assert sorted(plan.keys_to_transfer) == sorted(
+        object_key(f.uri) for f in new.profile(L40S_BF16).files if "trtllm_engine" in f.path
+    )
     assert any("ImagePullBackOff" in n for n in plan.notes) and any("not supported" in n for n in plan.notes)
 
 
@@ -159,11 +193,37 @@ def test_cli_values_and_refresh_commands():
     import subprocess
     import sys
 
-    run = lambda *a: subprocess.run([sys.executable, "-m", "nimrunbook.cli", "datarobot", *a], capture_output=True, text=True, timeout=120)  # noqa: E731
-    ok = run("values", "--registry", "registry.example.com:5000", "--bucket", "nim-profiles", "--endpoint-url",
-             "https://minio.example.com", "--allow", ALLOW[0])  # fmt: skip
+    def run(*a):
+        return subprocess.run(
+            [sys.executable, "-m", "nimrunbook.cli", "datarobot", *a], capture_output=True, text=True, timeout=120
+        )  # noqa: E731
+
+    ok = run(
+        "values",
+        "--registry",
+        "registry.example.com:5000",
+        "--bucket",
+        "nim-profiles",
+        "--endpoint-url",
+        "https://minio.example.com",
+        "--allow",
+        ALLOW[0],
+    )
     assert ok.returncode == 0 and "custom_model_nim_repository_override: s3://nim-profiles/" in ok.stdout
-    bad = run("values", "--registry", "registry.example.com", "--bucket", "Bad_Bucket", "--endpoint-url", "http://x.example.com")
-    assert bad.returncode == 2 and "not a valid bucket name" in bad.stderr and "not HTTPS" in bad.stderr and "empty" in bad.stderr
+    bad = run(
+        "values",
+        "--registry",
+        "registry.example.com",
+        "--bucket",
+        "Bad_Bucket",
+        "--endpoint-url",
+        "http://x.example.com",
+    )
+    assert (
+        bad.returncode == 2
+        and "not a valid bucket name" in bad.stderr
+        and "not HTTPS" in bad.stderr
+        and "empty" in bad.stderr
+    )
     printed = run("refresh", "--namespace", "dr")
     assert "kubectl create job --from=cronjob/custom-templates-cronjob" in printed.stdout

@@ -6,8 +6,12 @@ import sys
 
 
 def test_demo_runs_both_paths_and_cleans_up(docker, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "nimrunbook.cli", "demo", "--dir", str(tmp_path / "demo"), "--weight-bytes", "65536"],
-                            capture_output=True, text=True, timeout=900)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "nimrunbook.cli", "demo", "--dir", str(tmp_path / "demo"), "--weight-bytes", "65536"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Demo finished" in result.stdout and "06_verify_and_import_bundle (inside): ok" in result.stdout
     for run in ("run-outside", "run-inside"):

@@ -1,10 +1,10 @@
 import json
 
 import pytest
+from conftest import FIXTURES, fixture_text
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES, fixture_text
 from nimrunbook.errors import InputError, UnknownGpuError
 from nimrunbook.gpus import (
     gpu_token,
@@ -129,8 +129,18 @@ def test_node_labels_sample_groups_nodes_and_does_not_count_mig_slices():
 def test_node_labels_from_kubectl_json():
     nodes = {
         "items": [
-            {"metadata": {"name": "a", "labels": {"nvidia.com/gpu.product": "NVIDIA-L40S", "nvidia.com/gpu.count": "2"}}},
-            {"metadata": {"name": "b", "labels": {"nvidia.com/gpu.product": "NVIDIA-L40S", "nvidia.com/gpu.count": "2"}}},
+            {
+                "metadata": {
+                    "name": "a",
+                    "labels": {"nvidia.com/gpu.product": "NVIDIA-L40S", "nvidia.com/gpu.count": "2"},
+                }
+            },
+            {
+                "metadata": {
+                    "name": "b",
+                    "labels": {"nvidia.com/gpu.product": "NVIDIA-L40S", "nvidia.com/gpu.count": "2"},
+                }
+            },
             {"metadata": {"name": "cpu", "labels": {"kubernetes.io/os": "linux"}}},
         ]
     }

@@ -13,7 +13,9 @@ from nimrunbook.sandbox.registry import LocalRegistry
 
 
 def _access(ngc_registry, internal_registry, certs, **extra) -> RegistryAccess:
-    return RegistryAccess(ca_bundles={internal_registry.host: str(certs.ca_bundle)}, insecure={ngc_registry.host}, **extra)
+    return RegistryAccess(
+        ca_bundles={internal_registry.host: str(certs.ca_bundle)}, insecure={ngc_registry.host}, **extra
+    )
 
 
 def _digest(access, ref: str) -> str | None:
@@ -22,8 +24,14 @@ def _digest(access, ref: str) -> str | None:
 
 def test_destination_keeps_the_repository_path_and_tag():
     ref = ImageRef.parse("nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5")
-    assert str(ref.moved_to("registry.example.com:5000")) == "registry.example.com:5000/nim/meta/llama-3.2-1b-instruct:1.8.5"
-    assert str(ref.moved_to("harbor.example.com/mirror")) == "harbor.example.com/mirror/nim/meta/llama-3.2-1b-instruct:1.8.5"
+    assert (
+        str(ref.moved_to("registry.example.com:5000"))
+        == "registry.example.com:5000/nim/meta/llama-3.2-1b-instruct:1.8.5"
+    )
+    assert (
+        str(ref.moved_to("harbor.example.com/mirror"))
+        == "harbor.example.com/mirror/nim/meta/llama-3.2-1b-instruct:1.8.5"
+    )
     for bad in ("llama:1.0", "nvcr.io/nim/meta/llama", "not a ref"):
         with pytest.raises(InputError):
             ImageRef.parse(bad)
@@ -33,7 +41,7 @@ def test_mirror_with_skopeo_keeps_digests_and_a_rerun_skips(ngc_registry, intern
     access = _access(ngc_registry, internal_registry, certs)
     first = mirror(ngc_images, internal_registry.host, access=access, backend="skopeo", progress="none")
     assert [c.status for c in first] == ["copied", "copied"]
-    for copy, source in zip(first, ngc_images):
+    for copy, source in zip(first, ngc_images, strict=True):
         assert copy.destination == source.replace(ngc_registry.host, internal_registry.host)
         assert copy.digest == _digest(access, source) == _digest(access, copy.destination)
     again = mirror(ngc_images, internal_registry.host, access=access, backend="skopeo", progress="none")
@@ -44,25 +52,38 @@ def test_export_import_round_trip_with_identical_digests(ngc_registry, internal_
     access = _access(ngc_registry, internal_registry, certs)
     exported = export(ngc_images, tmp_path / "media", access=access, backend="skopeo", progress="none")
     index = json.loads((tmp_path / "media/oci/index.json").read_text())
-    assert sorted(m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]) == sorted(ngc_images)
-    assert [e.status for e in export(ngc_images, tmp_path / "media", access=access, backend="skopeo", progress="none")] == ["skipped"] * 2
-    inside = "127.0.0.1:%d/inside" % internal_registry.port  # a path prefix, as a Harbor project would be
+    assert sorted(m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]) == sorted(
+        ngc_images
+    )
+    assert [
+        e.status for e in export(ngc_images, tmp_path / "media", access=access, backend="skopeo", progress="none")
+    ] == ["skipped"] * 2
+    inside = f"127.0.0.1:{internal_registry.port}/inside"  # a path prefix, as a Harbor project would be
     imported = import_(tmp_path / "media", inside, access=access, progress="none")
     assert [i.digest for i in imported] == [e.digest for e in exported]
     assert [i.destination for i in imported] == [s.replace(ngc_registry.host, inside) for s in ngc_images]
     assert all(i.status == "skipped" for i in import_(tmp_path / "media", inside, access=access, progress="none"))
 
 
-def test_docker_backend_mirror_and_archive_round_trip(docker, ngc_registry, internal_registry, certs, ngc_image, tmp_path):
+def test_docker_backend_mirror_and_archive_round_trip(
+    docker, ngc_registry, internal_registry, certs, ngc_image, tmp_path
+):
     access = _access(ngc_registry, internal_registry, certs)
     target = f"{internal_registry.host}/docker-backend"
     (copied,) = mirror([ngc_image], target, access=access, backend="docker", docker_client=docker, progress="none")
     assert copied.backend == "docker" and copied.digest == _digest(access, ngc_image)
-    (saved,) = export([ngc_image], tmp_path / "media", access=access, backend="docker", docker_client=docker, progress="none")
+    (saved,) = export(
+        [ngc_image], tmp_path / "media", access=access, backend="docker", docker_client=docker, progress="none"
+    )
     assert (tmp_path / "media/images.docker.tar").stat().st_size > 0 and saved.image_id.startswith("sha256:")
     docker.images.remove(ngc_image, force=True)
-    (loaded,) = import_(tmp_path / "media", f"{internal_registry.host}/from-archive", access=access,
-                        docker_client=docker, progress="none")  # fmt: skip
+    (loaded,) = import_(
+        tmp_path / "media",
+        f"{internal_registry.host}/from-archive",
+        access=access,
+        docker_client=docker,
+        progress="none",
+    )
     assert loaded.image_id == saved.image_id  # save/load keeps the image id; the manifest digest is re-made
 
 
@@ -72,10 +93,15 @@ def test_unauthorised_then_authorised(docker, standin_image, tmp_path, ngc_regis
         ref = f"{locked.host}/nim/meta/llama-3.2-1b-instruct:1.8.5"
         docker.api.login("mirror", "s3cret-registry-pw", registry=locked.host)
         docker.images.get(standin_image).tag(ref)
-        for event in docker.api.push(ref, stream=True, decode=True, auth_config={"username": "mirror", "password": "s3cret-registry-pw"}):
+        for event in docker.api.push(
+            ref, stream=True, decode=True, auth_config={"username": "mirror", "password": "s3cret-registry-pw"}
+        ):
             assert "error" not in event
-        access = RegistryAccess(insecure={locked.host}, ca_bundles={internal_registry.host: str(certs.ca_bundle)},
-                                docker_config=str(tmp_path / "no-docker-config"))  # fmt: skip
+        access = RegistryAccess(
+            insecure={locked.host},
+            ca_bundles={internal_registry.host: str(certs.ca_bundle)},
+            docker_config=str(tmp_path / "no-docker-config"),
+        )
         with pytest.raises(RegistryAuthError) as info:
             mirror([ref], internal_registry.host + "/auth", access=access, backend="skopeo", progress="none")
         assert "s3cret-registry-pw" not in str(info.value)
@@ -89,11 +115,25 @@ def test_unauthorised_then_authorised(docker, standin_image, tmp_path, ngc_regis
 def test_unknown_tag_unreachable_registry_and_wrong_ca(ngc_registry, internal_registry, certs, ngc_image):
     access = _access(ngc_registry, internal_registry, certs)
     with pytest.raises(ImageNotFoundError):
-        mirror([f"{ngc_registry.host}/nim/meta/no-such-model:1.0"], internal_registry.host, access=access, backend="skopeo", progress="none")
+        mirror(
+            [f"{ngc_registry.host}/nim/meta/no-such-model:1.0"],
+            internal_registry.host,
+            access=access,
+            backend="skopeo",
+            progress="none",
+        )
     closed = LocalRegistry.temporary()
     with pytest.raises(DockerError, match="cannot be reached"):
-        mirror([ngc_image], closed.host, access=RegistryAccess(insecure={ngc_registry.host, closed.host}), backend="skopeo", progress="none")
-    wrong = RegistryAccess(ca_bundles={internal_registry.host: str(certs.other_ca_bundle)}, insecure={ngc_registry.host})
+        mirror(
+            [ngc_image],
+            closed.host,
+            access=RegistryAccess(insecure={ngc_registry.host, closed.host}),
+            backend="skopeo",
+            progress="none",
+        )
+    wrong = RegistryAccess(
+        ca_bundles={internal_registry.host: str(certs.other_ca_bundle)}, insecure={ngc_registry.host}
+    )
     with pytest.raises(DockerError) as info:
         mirror([ngc_image], internal_registry.host + "/wrong-ca", access=wrong, backend="skopeo", progress="none")
     assert "TLS verification" in str(info.value) and "CA bundle" in str(info.value)
@@ -103,8 +143,13 @@ def test_ecr_repositories_are_created_and_the_token_logs_in(s3):
     import boto3
 
     key_id, secret = s3.credentials["ecr-admin"]
-    ecr = boto3.client("ecr", endpoint_url=f"http://127.0.0.1:{s3.moto_port}", region_name="us-east-1",
-                       aws_access_key_id=key_id, aws_secret_access_key=secret)  # fmt: skip  # moto's ECR: no real ECR here
+    ecr = boto3.client(
+        "ecr",
+        endpoint_url=f"http://127.0.0.1:{s3.moto_port}",
+        region_name="us-east-1",
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+    )  # moto's ECR: no real ECR here
     host = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
     access = RegistryAccess()
     created = prepare_ecr(host, ["nim/meta/llama-3.2-1b-instruct", "nim/meta/llama-3.1-8b-instruct"], access, ecr)
@@ -118,12 +163,30 @@ def test_cli_mirror(ngc_registry, internal_registry, certs, ngc_image):
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "nimrunbook.cli", "images", "mirror", ngc_image, "--to", f"{internal_registry.host}/cli",
-         "--registry-insecure", ngc_registry.host, "--registry-ca", f"{internal_registry.host}={certs.ca_bundle}"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "nimrunbook.cli",
+            "images",
+            "mirror",
+            ngc_image,
+            "--to",
+            f"{internal_registry.host}/cli",
+            "--registry-insecure",
+            ngc_registry.host,
+            "--registry-ca",
+            f"{internal_registry.host}={certs.ca_bundle}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert f"{internal_registry.host}/cli/nim/meta/llama-3.2-1b-instruct:1.8.5" in result.stdout
-    bad = subprocess.run([sys.executable, "-m", "nimrunbook.cli", "images", "mirror", "llama:1", "--to", "x.example.com"],
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    bad = subprocess.run(
+        [sys.executable, "-m", "nimrunbook.cli", "images", "mirror", "llama:1", "--to", "x.example.com"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "not a full image reference" in bad.stderr

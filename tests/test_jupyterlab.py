@@ -17,8 +17,15 @@ from nimrunbook.reports.execute import find_notebook
 from nimrunbook.sandbox.ports import free_port, port_open, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]  # fmt: skip
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture
@@ -31,16 +38,36 @@ def lab(tmp_path, ngc_image):
     root = tmp_path / "lab"
     root.mkdir()
     run_dir = tmp_path / "run"
-    papermill.execute_notebook(str(find_notebook("01_plan_profiles")), str(root / "01_plan_profiles.ipynb"), prepare_only=True,
-                               parameters={"run_dir": str(run_dir), "progress": "widget", "images": [ngc_image],
-                                           "gpus": "L40S, A10G", "lora": False})  # fmt: skip
+    papermill.execute_notebook(
+        str(find_notebook("01_plan_profiles")),
+        str(root / "01_plan_profiles.ipynb"),
+        prepare_only=True,
+        parameters={
+            "run_dir": str(run_dir),
+            "progress": "widget",
+            "images": [ngc_image],
+            "gpus": "L40S, A10G",
+            "lora": False,
+        },
+    )
     port, token = free_port(), secrets.token_hex(16)
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--allow-root",
-         f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}", "--LabApp.news_url=None",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-        stdout=open(tmp_path / "lab.log", "wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            "--allow-root",
+            f"--ServerApp.token={token}",
+            f"--ServerApp.root_dir={root}",
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ],
+        stdout=open(tmp_path / "lab.log", "wb"),  # noqa: SIM115 - the server outlives this call; closed with the process
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_until(lambda: port_open(port), "JupyterLab", timeout=90)
         yield f"http://127.0.0.1:{port}/lab/tree/01_plan_profiles.ipynb?token={token}", run_dir, tmp_path
@@ -75,7 +102,7 @@ def test_untick_a_profile_in_jupyterlab(lab):
         boxes = page.locator(".widget-checkbox input[type=checkbox]")
         try:
             boxes.first.wait_for(timeout=120_000)
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure here: keep a screenshot, then fail
             page.screenshot(path=str(tmp_path / "failed.png"), full_page=True)
             raise AssertionError(f"no picker; see {tmp_path / 'failed.png'} and {tmp_path / 'lab.log'}") from None
         deadline = time.monotonic() + 120
@@ -86,7 +113,9 @@ def test_untick_a_profile_in_jupyterlab(lab):
         ids = page.locator(".widget-textarea textarea")
         assert before[0] in ids.input_value()
         boxes.first.uncheck()  # the first row: vllm-bf16-tp1-pp1, ticked by the rules
-        page.wait_for_function("id => !document.querySelector('.widget-textarea textarea').value.includes(id)", arg=before[0])
+        page.wait_for_function(
+            "id => !document.querySelector('.widget-textarea textarea').value.includes(id)", arg=before[0]
+        )
         assert "4 profiles selected" in page.locator(".widget-html", has_text="profiles selected").first.inner_text()
         confirm = page.locator(".jp-CodeCell", has_text="confirm_selection").first
         confirm.locator(".jp-InputArea-editor").click()

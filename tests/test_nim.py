@@ -6,8 +6,8 @@ import threading
 import time
 
 import pytest
-
 from conftest import FAKE_NGC_KEY
+
 from nimrunbook.engine import docker_client
 from nimrunbook.errors import (
     CacheNotWritableError,
@@ -71,9 +71,10 @@ def test_read_manifest_without_starting_the_model(docker, standin_image):
     assert text.startswith("schema_version")
     profile = manifest.profile(L40S_BF16)
     assert profile.gpu == "l40s" and profile.gpu_device == "26b9"
-    assert ("trtllm_engine/rank0.engine", f"ngc://nim/meta/llama-3.2-1b-instruct:{catalog.PROFILES_1_8_5[2].engine_tag}?file=rank0.engine") in [
-        (f.path, f.uri) for f in profile.files
-    ]
+    assert (
+        "trtllm_engine/rank0.engine",
+        f"ngc://nim/meta/llama-3.2-1b-instruct:{catalog.PROFILES_1_8_5[2].engine_tag}?file=rank0.engine",
+    ) in [(f.path, f.uri) for f in profile.files]
 
 
 def test_read_manifest_of_an_image_that_is_not_nim(docker, standin_image):
@@ -83,9 +84,16 @@ def test_read_manifest_of_an_image_that_is_not_nim(docker, standin_image):
 
 def _download(docker, image, ids, cache, **kwargs):
     return download_profiles(
-        docker, image, ids, cache, ngc_api_key=FAKE_NGC_KEY, network_mode="none",
-        environment={**SMALL, **kwargs.pop("environment", {})}, progress="log", **kwargs,
-    )  # fmt: skip
+        docker,
+        image,
+        ids,
+        cache,
+        ngc_api_key=FAKE_NGC_KEY,
+        network_mode="none",
+        environment={**SMALL, **kwargs.pop("environment", {})},
+        progress="log",
+        **kwargs,
+    )
 
 
 def test_download_two_profiles_builds_the_hub_cache(docker, standin_image, tmp_path, caplog):
@@ -116,7 +124,9 @@ def test_interrupted_download_resumes_and_keeps_what_was_complete(docker, standi
 
     def slow_download():
         try:
-            _download(docker, standin_image, [VLLM, L40S_BF16], cache, environment={"NIM_STANDIN_SECONDS_PER_FILE": "0.4"})
+            _download(
+                docker, standin_image, [VLLM, L40S_BF16], cache, environment={"NIM_STANDIN_SECONDS_PER_FILE": "0.4"}
+            )
         except BaseException as exc:  # noqa: BLE001 - handed to the test thread
             failure.append(exc)
 
@@ -155,7 +165,9 @@ def test_missing_key_is_refused_before_starting(docker, standin_image, tmp_path,
 
 def test_container_failure_names_its_last_lines_without_the_key(docker, standin_image, tmp_path):
     with pytest.raises(ContainerFailedError) as info:
-        _download(docker, standin_image, [VLLM], tmp_path / "cache", environment={"NIM_STANDIN_WEIGHT_BYTES": "not-a-number"})
+        _download(
+            docker, standin_image, [VLLM], tmp_path / "cache", environment={"NIM_STANDIN_WEIGHT_BYTES": "not-a-number"}
+        )
     assert "exited with code" in str(info.value)
     assert FAKE_NGC_KEY not in str(info.value)
 
@@ -195,7 +207,10 @@ def test_gpus_are_requested_only_when_asked(docker, standin_image):
 def test_nvcr_login_uses_oauthtoken_and_the_key_other_registries_the_docker_config():
     from nimrunbook.engine import auth_for, registry_of, split_ref
 
-    assert auth_for("nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5", FAKE_NGC_KEY) == {"username": "$oauthtoken", "password": FAKE_NGC_KEY}
+    assert auth_for("nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5", FAKE_NGC_KEY) == {
+        "username": "$oauthtoken",
+        "password": FAKE_NGC_KEY,
+    }
     assert auth_for("registry.example.com/nim/meta/x:1", FAKE_NGC_KEY) is None
     assert registry_of("ubuntu:22.04") == "docker.io" and registry_of("127.0.0.1:5000/a/b:1") == "127.0.0.1:5000"
     assert split_ref("127.0.0.1:5000/a/b") == ("127.0.0.1:5000/a/b", "latest")
@@ -206,17 +221,26 @@ def test_cli_nim_commands(docker, standin_image, tmp_path, monkeypatch):
     import sys
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "nimrunbook.cli", "nim", *args], capture_output=True, text=True, timeout=300,
-                              env={**os.environ, "NGC_API_KEY": FAKE_NGC_KEY, "NIM_STANDIN_WEIGHT_BYTES": "1024"})  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "nimrunbook.cli", "nim", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "NGC_API_KEY": FAKE_NGC_KEY, "NIM_STANDIN_WEIGHT_BYTES": "1024"},
+        )
 
     listing = run("list-profiles", standin_image)
     assert listing.returncode == 0 and "tensorrt_llm-l40s-bf16-tp1-pp1-throughput" in listing.stdout
     manifest = run("manifest", standin_image)
     assert manifest.returncode == 0 and manifest.stdout.startswith("schema_version")
-    downloaded = run("download", standin_image, "--profiles", VLLM, "--cache", str(tmp_path / "cache"), "--network", "none")
+    downloaded = run(
+        "download", standin_image, "--profiles", VLLM, "--cache", str(tmp_path / "cache"), "--network", "none"
+    )
     assert downloaded.returncode == 0, downloaded.stderr
     assert FAKE_NGC_KEY not in downloaded.stdout + downloaded.stderr
-    unknown = run("download", standin_image, "--profiles", "0" * 64, "--cache", str(tmp_path / "cache"), "--network", "none")
+    unknown = run(
+        "download", standin_image, "--profiles", "0" * 64, "--cache", str(tmp_path / "cache"), "--network", "none"
+    )
     assert unknown.returncode == 2 and "does not offer" in unknown.stderr and "Traceback" not in unknown.stderr
 
 

@@ -7,10 +7,10 @@ import subprocess
 
 import nbformat
 import pytest
-
 from conftest import FAKE_NGC_KEY
-from nimrunbook.runbook.display import RECORD_MIMETYPE
+
 from nimrunbook.reports import run_notebook
+from nimrunbook.runbook.display import RECORD_MIMETYPE
 from nimrunbook.runbook.record import RunRecord
 
 pytestmark = pytest.mark.notebooks
@@ -37,16 +37,30 @@ def stack(s3, internal_registry, ngc_registry, ngc_images, certs, tmp_path_facto
     credentials.write_text(f"[reader]\naws_access_key_id = {reader_id}\naws_secret_access_key = {reader_secret}\n")
     keys = work / "signer"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys)], check=True)
-    environment = {"NGC_API_KEY": FAKE_NGC_KEY, "AWS_ACCESS_KEY_ID": admin_id, "AWS_SECRET_ACCESS_KEY": admin_secret,
-                   "AWS_SHARED_CREDENTIALS_FILE": str(credentials)}  # fmt: skip
+    environment = {
+        "NGC_API_KEY": FAKE_NGC_KEY,
+        "AWS_ACCESS_KEY_ID": admin_id,
+        "AWS_SECRET_ACCESS_KEY": admin_secret,
+        "AWS_SHARED_CREDENTIALS_FILE": str(credentials),
+    }
     saved = {k: os.environ.get(k) for k in environment}
     os.environ.update(environment)
     s3_params = {"s3_endpoint_url": s3.endpoint_url, "s3_ca_bundle": str(s3.certs.ca_bundle)}
-    registries = {"registry_ca": {internal_registry.host: str(certs.ca_bundle)}, "registry_insecure": [ngc_registry.host]}
+    registries = {
+        "registry_ca": {internal_registry.host: str(certs.ca_bundle)},
+        "registry_insecure": [ngc_registry.host],
+    }
     yield {
-        "work": work, "images": ngc_images, "s3": s3_params, "registries": registries, "secrets": [FAKE_NGC_KEY, admin_secret, reader_secret],
-        "internal": f"{internal_registry.host}/nb", "cache": str(work / "nim-cache"), "key": keys, "public_key": keys.with_suffix(".pub"),
-    }  # fmt: skip
+        "work": work,
+        "images": ngc_images,
+        "s3": s3_params,
+        "registries": registries,
+        "secrets": [FAKE_NGC_KEY, admin_secret, reader_secret],
+        "internal": f"{internal_registry.host}/nb",
+        "cache": str(work / "nim-cache"),
+        "key": keys,
+        "public_key": keys.with_suffix(".pub"),
+    }
     for name, value in saved.items():
         if value is None:
             os.environ.pop(name, None)
@@ -66,39 +80,84 @@ def online(stack):
     values = stack["work"] / "values.yaml"
     values.write_text("# prod values\nglobal:\n  domain: dr.example.com  # keep\n")
     results = {
-        "00": _run("00_preflight", run, images=stack["images"][:1], cache_dir=stack["cache"], internal_registry=stack["internal"],
-                   s3_bucket="nim-nb", **stack["s3"], **stack["registries"]),
+        "00": _run(
+            "00_preflight",
+            run,
+            images=stack["images"][:1],
+            cache_dir=stack["cache"],
+            internal_registry=stack["internal"],
+            s3_bucket="nim-nb",
+            **stack["s3"],
+            **stack["registries"],
+        ),
         "01": _run("01_plan_profiles", run, images=stack["images"], gpus="L40S, A10G", lora=False),
         "02": _run("02_mirror_images", run, internal_registry=stack["internal"], **stack["registries"]),
-        "03": _run("03_download_profiles", run, cache_dir=stack["cache"], network_mode="none",
-                   container_environment={"NIM_STANDIN_WEIGHT_BYTES": "65536"}),
+        "03": _run(
+            "03_download_profiles",
+            run,
+            cache_dir=stack["cache"],
+            network_mode="none",
+            container_environment={"NIM_STANDIN_WEIGHT_BYTES": "65536"},
+        ),
         "04": _run("04_publish_profiles", run, cache_dir=stack["cache"], s3_bucket="nim-nb", **stack["s3"]),
-        "05": _run("05_create_bundle", run, bundle_dir=str(stack["work"] / "media" / "bundle"), cache_dir=stack["cache"],
-                   sign_key=str(stack["key"]), inside_registry=stack["internal"] + "-inside", inside_bucket="nim-nb-inside",
-                   inside_endpoint_url=stack["s3"]["s3_endpoint_url"], **stack["registries"]),
-        "07": _run("07_configure_datarobot", run, values_file=str(values), write_values=True, namespace="datarobot",
-                   readonly_aws_profile="reader"),
+        "05": _run(
+            "05_create_bundle",
+            run,
+            bundle_dir=str(stack["work"] / "media" / "bundle"),
+            cache_dir=stack["cache"],
+            sign_key=str(stack["key"]),
+            inside_registry=stack["internal"] + "-inside",
+            inside_bucket="nim-nb-inside",
+            inside_endpoint_url=stack["s3"]["s3_endpoint_url"],
+            **stack["registries"],
+        ),
+        "07": _run(
+            "07_configure_datarobot",
+            run,
+            values_file=str(values),
+            write_values=True,
+            namespace="datarobot",
+            readonly_aws_profile="reader",
+        ),
         "08": _run("08_update_nim_tags", run, old_image=stack["images"][0], new_image=stack["images"][1]),
-    }  # fmt: skip
+    }
     return run, results, values
 
 
 def test_online_path_record(online, stack):
     run, results, values = online
     record = RunRecord(run).read()
-    assert all(record["steps"][name]["status"] == "ok" for name in
-               ("00_preflight", "01_plan_profiles", "02_mirror_images", "03_download_profiles", "04_publish_profiles",
-                "05_create_bundle", "07_configure_datarobot", "08_update_nim_tags"))  # fmt: skip
+    assert all(
+        record["steps"][name]["status"] == "ok"
+        for name in (
+            "00_preflight",
+            "01_plan_profiles",
+            "02_mirror_images",
+            "03_download_profiles",
+            "04_publish_profiles",
+            "05_create_bundle",
+            "07_configure_datarobot",
+            "08_update_nim_tags",
+        )
+    )
     assert record["inventory"]["counts"] == {"l40s": 1, "a10g": 1}
     names = [p["name"] for p in record["selection"][stack["images"][0]]]
-    assert names == ["vllm-bf16-tp1-pp1", "tensorrt_llm-trtllm_buildable-bf16-tp1-pp1", "tensorrt_llm-l40s-bf16-tp1-pp1-throughput",
-                     "tensorrt_llm-l40s-fp8-tp1-pp1-throughput", "tensorrt_llm-a10g-bf16-tp1-pp1-throughput"]  # fmt: skip
+    assert names == [
+        "vllm-bf16-tp1-pp1",
+        "tensorrt_llm-trtllm_buildable-bf16-tp1-pp1",
+        "tensorrt_llm-l40s-bf16-tp1-pp1-throughput",
+        "tensorrt_llm-l40s-fp8-tp1-pp1-throughput",
+        "tensorrt_llm-a10g-bf16-tp1-pp1-throughput",
+    ]
     assert all(c["status"] == "copied" and c["digest"].startswith("sha256:") for c in record["mirror"]["images"])
     assert sum(s["files"] for s in record["download"]["summaries"]) > 0
     assert all(v["failed"] == 0 for v in record["publish"]["images"].values())
     assert record["bundle"]["signed"] is True
     assert record["credentials"]["ok"] is True and record["credentials"]["warnings"] == []
-    assert "custom_model_nim_repository_override: s3://nim-nb/" in record["datarobot"]["values"] and "# keep" in values.read_text()
+    assert (
+        "custom_model_nim_repository_override: s3://nim-nb/" in record["datarobot"]["values"]
+        and "# keep" in values.read_text()
+    )
     # both tags were published by this run, so the update needs no object: the smallest transfer is empty
     assert record["update"]["to_transfer"] == [] and any("ImagePullBackOff" in n for n in record["update"]["notes"])
     assert record["user"] and record["host"] and record["tools"]["nimrunbook"]
@@ -109,8 +168,14 @@ def test_online_path_record(online, stack):
 def test_offline_path_inside(online, stack):
     run = stack["work"] / "inside"
     bundle = str(stack["work"] / "media" / "bundle")
-    _run("06_verify_and_import_bundle", run, bundle_dir=bundle, public_key=str(stack["public_key"]), s3_ca_bundle=stack["s3"]["s3_ca_bundle"],
-         **stack["registries"])  # fmt: skip
+    _run(
+        "06_verify_and_import_bundle",
+        run,
+        bundle_dir=bundle,
+        public_key=str(stack["public_key"]),
+        s3_ca_bundle=stack["s3"]["s3_ca_bundle"],
+        **stack["registries"],
+    )
     _run("07_configure_datarobot", run, namespace="datarobot", readonly_aws_profile="reader")
     record = RunRecord(run).read()
     assert record["verification"]["ok"] and record["verification"]["signature"] == "verified"
@@ -126,7 +191,10 @@ def test_failing_step_gives_a_failed_run_with_the_error_cell_on_top(stack, tmp_p
     assert not result.ok and "Voodoo5" in result.error
     assert RunRecord(run).read()["steps"]["01_plan_profiles"]["status"] == "failed"
     notebook = nbformat.read(result.executed, as_version=4)
-    assert "papermill-error-cell-tag" in notebook.cells[0].metadata.get("tags", []) or "An Exception was encountered" in notebook.cells[0].source
+    assert (
+        "papermill-error-cell-tag" in notebook.cells[0].metadata.get("tags", [])
+        or "An Exception was encountered" in notebook.cells[0].source
+    )
     assert "failed" in (run / "index.html").read_text()
 
 
@@ -147,12 +215,26 @@ def test_reports_open_offline_in_chromium_and_show_the_selection(online, tmp_pat
         pytest.skip("chromium is not installed") if not os.environ.get("CI") else pytest.fail("chromium missing in CI")
     for report in sorted((run / "reports").glob("*.html")):
         dom = subprocess.run(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--proxy-server=127.0.0.1:9", "--virtual-time-budget=3000",
-             "--dump-dom", f"file://{report}"],
-            capture_output=True, text=True, timeout=120,
-        ).stdout  # fmt: skip
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                "--proxy-server=127.0.0.1:9",
+                "--virtual-time-budget=3000",
+                "--dump-dom",
+                f"file://{report}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
         assert "nimrunbook-table" in dom, report.name
         if report.stem == "01_plan_profiles":
             assert "Final selection: " in dom and "tensorrt_llm-l40s-fp8-tp1-pp1-throughput" in dom

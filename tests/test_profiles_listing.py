@@ -1,10 +1,11 @@
+import contextlib
 import json
 
 import pytest
+from conftest import FIXTURES, fixture_text
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES, fixture_text
 from nimrunbook.errors import ListingParseError
 from nimrunbook.profiles import LISTING_COLUMNS, parse_listing
 
@@ -23,7 +24,13 @@ def test_decoded_fields_of_a_1_x_listing():
     frame = parse_listing(fixture_text("list-model-profiles/llama3-8b-instruct-1.0.3-2xL40S.txt")).set_index("name")
     row = frame.loc["tensorrt_llm-l40s-fp8-tp2-latency"]
     assert (row.engine, row.gpu, row.precision, row.tp, row["mode"], row.lora, row.generic) == (
-        "tensorrt_llm", "l40s", "fp8", 2, "latency", False, False,
+        "tensorrt_llm",
+        "l40s",
+        "fp8",
+        2,
+        "latency",
+        False,
+        False,
     )
     assert pd_isna(row.pp)  # 1.0 names have no -pp
     vllm = frame.loc["vllm-fp16-tp1-lora"]
@@ -58,7 +65,9 @@ def test_1_12_long_names_carry_pci_id_and_bare_engine_names_are_generic():
 
 
 def test_riva_tag_names_and_vlm_names_without_engine():
-    riva = parse_listing(fixture_text("list-model-profiles/magpie-tts-multilingual-1.3.0-A100-SXM4-80GB-riva-format.txt"))
+    riva = parse_listing(
+        fixture_text("list-model-profiles/magpie-tts-multilingual-1.3.0-A100-SXM4-80GB-riva-format.txt")
+    )
     assert list(riva.gpu[:3]) == ["a100"] * 3 and list(riva.gpu_device[:3]) == ["20b2"] * 3
     rmir = riva[riva.engine == "rmir"]
     assert len(rmir) == 3 and rmir.generic.all()
@@ -76,17 +85,18 @@ def test_text_without_profiles_is_a_clear_error_quoting_its_start():
 @settings(max_examples=300, deadline=None)
 @given(st.text())
 def test_parse_listing_never_crashes_on_arbitrary_text(text):
-    try:
+    with contextlib.suppress(ListingParseError):
         parse_listing(text)
-    except ListingParseError:
-        pass
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.sampled_from(fixture_text(
-    "list-model-profiles/llama-3.2-1b-instruct-1.8.4-RTX6000Ada+T600-noisy.txt").splitlines())))
+@given(
+    st.lists(
+        st.sampled_from(
+            fixture_text("list-model-profiles/llama-3.2-1b-instruct-1.8.4-RTX6000Ada+T600-noisy.txt").splitlines()
+        )
+    )
+)
 def test_shuffled_real_lines_never_crash(lines):
-    try:
+    with contextlib.suppress(ListingParseError):
         parse_listing("\n".join(lines))
-    except ListingParseError:
-        pass

@@ -1,9 +1,8 @@
 import pytest
-
 from conftest import FIXTURES, fixture_text
+
 from nimrunbook.errors import ManifestParseError
-from nimrunbook.profiles import parse_listing, parse_manifest
-from nimrunbook.profiles import enrich
+from nimrunbook.profiles import enrich, parse_listing, parse_manifest
 
 MANIFESTS = sorted((FIXTURES / "manifests").glob("*.yaml"))
 
@@ -21,7 +20,9 @@ def test_v1_custom_yaml_tags_are_read_as_plain_data():
     assert manifest.schema == "v1"
     (profile,) = manifest.profiles
     assert [f.path for f in profile.files] == [
-        "trtllm_engine/LICENSE.txt", "trtllm_engine/checksums.blake3", "trtllm_engine/config.json",
+        "trtllm_engine/LICENSE.txt",
+        "trtllm_engine/checksums.blake3",
+        "trtllm_engine/config.json",
     ]
     assert (profile.engine, profile.gpu, profile.gpu_device, profile.tag("tp")) == ("tensorrt_llm", "l40s", "26b5", "8")
 
@@ -48,13 +49,16 @@ def test_v2_schema_lists_files_with_their_uris():
 
 
 def test_pasted_profile_excerpts_with_an_elision_line_still_parse():
-    manifest = parse_manifest(fixture_text("manifests/llama-3.3-70b-instruct-1.5.2-vllm-profile-snippet-truncated.yaml"))
+    manifest = parse_manifest(
+        fixture_text("manifests/llama-3.3-70b-instruct-1.5.2-vllm-profile-snippet-truncated.yaml")
+    )
     assert manifest.schema == "v2-profiles" and len(manifest.profiles[0].files) == 4
     qwen = parse_manifest(fixture_text("manifests/qwen-2.5-7b-instruct-trtllm-a100-profile-snippet-truncated.yaml"))
     assert qwen.profiles[0].files[1].path == "trtllm_engine/rank0.engine"
     assert qwen.profiles[0].tag("number_of_gpus") == "1"
-    buildable = parse_manifest(fixture_text(
-        "manifests/llama-3.3-70b-instruct-1.5.2-trtllm-buildable-profile-snippet-truncated.yaml"))
+    buildable = parse_manifest(
+        fixture_text("manifests/llama-3.3-70b-instruct-1.5.2-trtllm-buildable-profile-snippet-truncated.yaml")
+    )
     assert buildable.profiles[0].generic and buildable.profiles[0].trtllm_buildable
 
 

@@ -4,10 +4,12 @@ from nimrunbook.progress import LogProgress, WidgetProgress, human_bytes, make_p
 
 
 def test_log_lines_every_few_percent(caplog):
-    with caplog.at_level(logging.INFO, logger="nimrunbook.progress"):
-        with LogProgress("upload", total=1000, every_percent=25) as progress:
-            for _ in range(100):
-                progress.advance(10)
+    with (
+        caplog.at_level(logging.INFO, logger="nimrunbook.progress"),
+        LogProgress("upload", total=1000, every_percent=25) as progress,
+    ):
+        for _ in range(100):
+            progress.advance(10)
     lines = [r.getMessage() for r in caplog.records]
     assert 4 <= len(lines) <= 7 and lines[-1].endswith("(done)") and "100%" in lines[-1]
 

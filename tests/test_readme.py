@@ -21,15 +21,24 @@ def test_readme_opens_with_the_demo_and_test_commands_and_ci_runs_the_second():
 
 
 def test_notebook_reference_in_the_readme_is_current():
-    result = subprocess.run([sys.executable, str(ROOT / "scripts/readme_notebooks.py"), "--check"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/readme_notebooks.py"), "--check"], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
 
 
 def test_the_expected_notebooks_exist():
     assert [p.stem for p in NOTEBOOKS] == [
-        "00_preflight", "01_plan_profiles", "02_mirror_images", "03_download_profiles", "04_publish_profiles",
-        "05_create_bundle", "06_verify_and_import_bundle", "07_configure_datarobot", "08_update_nim_tags",
-    ]  # fmt: skip
+        "00_preflight",
+        "01_plan_profiles",
+        "02_mirror_images",
+        "03_download_profiles",
+        "04_publish_profiles",
+        "05_create_bundle",
+        "06_verify_and_import_bundle",
+        "07_configure_datarobot",
+        "08_update_nim_tags",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -42,7 +51,9 @@ def test_notebooks_are_clean_and_parameterised(path):
     parameters = papermill.inspect_notebook(str(path))
     assert {"run_dir", "progress"} <= set(parameters)
     for name, spec in parameters.items():
-        assert spec["inferred_type_name"] != "None" and spec["help"], f"{name}: annotate its type and add a help comment"
+        assert spec["inferred_type_name"] != "None" and spec["help"], (
+            f"{name}: annotate its type and add a help comment"
+        )
     for cell in code[1:]:
         assert len(cell.source.splitlines()) <= 6, "keep cells thin: call nimrunbook.runbook"
     assert notebook.cells[0].cell_type == "markdown" and "Before you go on" in notebook.cells[0].source

@@ -64,20 +64,36 @@ def test_run_record_keeps_no_secret_and_replaces_sections(tmp_path, monkeypatch)
     record = RunRecord(tmp_path)
     record.update(selection={"a": [1]})
     record.update(selection={"b": [2]})
-    record.step("01", status="started", parameters=public_parameters({"aws_secret_key": "x", "ngc_api_key_env": "NGC_API_KEY",
-                                                                        "note": "key nvapi-recordtest-secret-0123456789"}))
+    record.step(
+        "01",
+        status="started",
+        parameters=public_parameters(
+            {"aws_secret_key": "x", "ngc_api_key_env": "NGC_API_KEY", "note": "key nvapi-recordtest-secret-0123456789"}
+        ),
+    )
     record.step("01", status="ok")
     data = record.read()
     assert data["selection"] == {"b": [2]}
-    assert data["steps"]["01"]["status"] == "ok" and data["steps"]["01"]["parameters"]["aws_secret_key"] == "(secret, not recorded)"
+    assert (
+        data["steps"]["01"]["status"] == "ok"
+        and data["steps"]["01"]["parameters"]["aws_secret_key"] == "(secret, not recorded)"
+    )
     assert data["steps"]["01"]["parameters"]["ngc_api_key_env"] == "NGC_API_KEY"
     assert "nvapi-recordtest-secret" not in (tmp_path / "run.json").read_text()
 
 
 def test_recorded_s3_settings_fall_back_to_the_record():
-    facts = {"publish": {"settings": {"bucket": "nim-profiles", "endpoint_url": "https://minio.example.com", "region": "eu-1"}}}
+    facts = {
+        "publish": {
+            "settings": {"bucket": "nim-profiles", "endpoint_url": "https://minio.example.com", "region": "eu-1"}
+        }
+    }
     settings = recorded_s3_settings(facts)
-    assert (settings.bucket, settings.endpoint_url, settings.region) == ("nim-profiles", "https://minio.example.com", "eu-1")
+    assert (settings.bucket, settings.endpoint_url, settings.region) == (
+        "nim-profiles",
+        "https://minio.example.com",
+        "eu-1",
+    )
     assert recorded_s3_settings(facts, bucket="other").bucket == "other"
     with pytest.raises(InputError, match="No bucket"):
         recorded_s3_settings({})

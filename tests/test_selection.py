@@ -1,6 +1,6 @@
 import pandas as pd
-
 from conftest import fixture_text
+
 from nimrunbook.gpus import inventory_from_node_labels, inventory_from_text
 from nimrunbook.profiles import enrich, parse_listing, parse_manifest
 from nimrunbook.selection import select_profiles, selected_ids
@@ -18,7 +18,7 @@ def test_guide_example_without_lora(guide_listing):
         "tensorrt_llm-l40s-bf16-tp1-pp1-throughput",
         "tensorrt_llm-l40s-fp8-tp1-pp1-throughput",
     ]
-    reasons = dict(zip(selection.name, selection.reason))
+    reasons = dict(zip(selection.name, selection.reason, strict=True))
     assert reasons["vllm-bf16-tp1-pp1"] == "generic: runs on any GPU"
     assert reasons["tensorrt_llm-l40s-fp8-tp1-pp1-throughput"].startswith("matches NVIDIA L40S")
     assert reasons["vllm-bf16-tp1-pp1-lora"] == "skipped: LoRA not wanted"
@@ -41,7 +41,7 @@ def test_guide_example_with_lora(guide_listing):
 def test_tensor_parallel_above_the_gpus_of_a_node_is_dropped():
     listing = parse_listing(fixture_text("list-model-profiles/llama3-8b-instruct-1.0.3-2xL40S.txt"))
     one = select_profiles(listing, inventory_from_text("L40S"))
-    reasons = dict(zip(one.name, one.reason))
+    reasons = dict(zip(one.name, one.reason, strict=True))
     assert reasons["tensorrt_llm-l40s-fp8-tp2-latency"] == "skipped: needs 2 GPUs per node, NVIDIA L40S nodes have 1"
     assert reasons["vllm-fp16-tp2"] == "skipped: needs 2 GPUs per node, nodes have at most 1"
     two = select_profiles(listing, inventory_from_text("2xL40S"))
@@ -68,7 +68,9 @@ def test_manifest_pci_device_decides_when_both_sides_know_it():
 
 def test_product_name_regex_of_embedding_manifests():
     manifest = parse_manifest(fixture_text("manifests/k8snimop-old-manifest_embedding.yaml"))
-    selection = select_profiles(manifest.profiles_frame(), inventory_from_node_labels("nvidia.com/gpu.product=NVIDIA-A10G\n"))
+    selection = select_profiles(
+        manifest.profiles_frame(), inventory_from_node_labels("nvidia.com/gpu.product=NVIDIA-A10G\n")
+    )
     assert list(selection.selected) == [False, True]
 
 

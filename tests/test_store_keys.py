@@ -17,8 +17,15 @@ def test_real_tags_with_plus_and_dots():
     assert object_key(uri) == "nim%2Fmeta%2Fllama-3.2-1b-instruct%3Ahf-e9f8eff-nim1.5%2B%3Ffile%3Dmodel.safetensors"
     assert looks_like_nim_key(object_key(uri))
     parsed = NgcUri.parse(uri)
-    assert (parsed.repo, parsed.tag, parsed.file) == ("nim/meta/llama-3.2-1b-instruct", "hf-e9f8eff-nim1.5+", "model.safetensors")
-    assert parsed.model_dirs() == ["models--nim--meta--llama-3.2-1b-instruct", "models--nim--meta--llama-3_2-1b-instruct"]
+    assert (parsed.repo, parsed.tag, parsed.file) == (
+        "nim/meta/llama-3.2-1b-instruct",
+        "hf-e9f8eff-nim1.5+",
+        "model.safetensors",
+    )
+    assert parsed.model_dirs() == [
+        "models--nim--meta--llama-3.2-1b-instruct",
+        "models--nim--meta--llama-3_2-1b-instruct",
+    ]
 
 
 def test_foreign_keys_are_recognised():

@@ -2,8 +2,8 @@ import os
 import shutil
 
 import pytest
-
 from conftest import L40S_BF16, VLLM, VLLM_LORA
+
 from nimrunbook.errors import CacheIncompleteError, InputError
 from nimrunbook.standin import catalog
 from nimrunbook.store import object_key, plan_publish
@@ -13,8 +13,11 @@ H100 = "e7dbd9a8ce6270d2ec649a0fecbcae9b5336566113525f20aee3809ba5e63856"
 
 def test_plan_has_one_object_per_distinct_file(standin_manifest, downloaded_cache):
     plan = plan_publish(standin_manifest, downloaded_cache, [VLLM, L40S_BF16, VLLM_LORA])
-    expected_uris = {uri for pid in (VLLM, L40S_BF16, VLLM_LORA) for _, uri in
-                     next(p for p in catalog.PROFILES_1_8_5 if p.id == pid).files()}  # fmt: skip
+    expected_uris = {
+        uri
+        for pid in (VLLM, L40S_BF16, VLLM_LORA)
+        for _, uri in next(p for p in catalog.PROFILES_1_8_5 if p.id == pid).files()
+    }
     assert {o.key for o in plan.objects} == {object_key(u) for u in expected_uris}
     assert len(plan.objects) == len(catalog.HF_FILES) + len(catalog.ENGINE_FILES)
     config = next(o for o in plan.objects if o.uri.endswith(f"{catalog.HF_TAG}?file=config.json"))

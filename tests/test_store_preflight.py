@@ -1,8 +1,8 @@
 """Preflight against a real S3 server (moto) behind real TLS (nginx, test CA) on loopback."""
 
 import pytest
-
 from conftest import s3_settings
+
 from nimrunbook.errors import InputError, PreflightError
 from nimrunbook.sandbox.s3 import UNRESOLVED_BUCKET
 from nimrunbook.store import S3Settings, run_preflight
@@ -16,14 +16,19 @@ def test_all_checks_pass_and_the_probe_is_gone(s3):
     report = run_preflight(s3_settings(s3))
     assert report.ok, report.frame().to_string()
     assert _status(report) == {
-        "bucket host resolves": "ok", "TLS": "ok", "credentials": "ok", "bucket exists": "ok",
-        "dedicated bucket": "ok", "write, read, delete": "ok",
-    }  # fmt: skip
+        "bucket host resolves": "ok",
+        "TLS": "ok",
+        "credentials": "ok",
+        "bucket exists": "ok",
+        "dedicated bucket": "ok",
+        "write, read, delete": "ok",
+    }
     tls = next(c for c in report.checks if c.name == "TLS")
     assert "*.s3.example.test" in tls.detail
     client = __import__("nimrunbook.store", fromlist=["make_client"]).make_client(s3_settings(s3))
     assert client.list_objects_v2(Bucket="nim-profiles").get("KeyCount", 0) == 0 or all(
-        not o["Key"].startswith("nimrunbook-preflight") for o in client.list_objects_v2(Bucket="nim-profiles")["Contents"]
+        not o["Key"].startswith("nimrunbook-preflight")
+        for o in client.list_objects_v2(Bucket="nim-profiles")["Contents"]
     )
 
 
@@ -58,8 +63,13 @@ def test_insecure_warns_loudly_and_is_recorded(s3):
 
 
 def test_bad_credentials_and_missing_bucket(s3):
-    bad = S3Settings("nim-profiles", s3.endpoint_url, access_key_id="AKIAWRONGWRONGWRONG1",
-                     secret_access_key="wrong-secret-value", ca_bundle=str(s3.certs.ca_bundle))  # fmt: skip
+    bad = S3Settings(
+        "nim-profiles",
+        s3.endpoint_url,
+        access_key_id="AKIAWRONGWRONGWRONG1",
+        secret_access_key="wrong-secret-value",
+        ca_bundle=str(s3.certs.ca_bundle),
+    )
     report = run_preflight(bad)
     assert _status(report)["credentials"] == "fail"
     assert "wrong-secret-value" not in report.frame().to_string()

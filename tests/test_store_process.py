@@ -3,6 +3,7 @@ import os
 import subprocess
 
 from conftest import L40S_BF16, VLLM
+
 from nimrunbook import hashing
 from nimrunbook.store import load_processed, plan_publish, process_to_directory, verify_directory
 
@@ -10,13 +11,17 @@ from nimrunbook.store import load_processed, plan_publish, process_to_directory,
 def test_process_hard_links_hashes_once_and_sha256sum_agrees(standin_manifest, downloaded_cache, tmp_path):
     plan = plan_publish(standin_manifest, downloaded_cache, [VLLM, L40S_BF16])
     before = hashing.BYTES_HASHED
-    result = process_to_directory(plan, tmp_path / "out", image="nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5", progress="none")
+    result = process_to_directory(
+        plan, tmp_path / "out", image="nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5", progress="none"
+    )
     assert hashing.BYTES_HASHED - before == plan.total_bytes  # every byte hashed exactly once
     assert (result.linked, result.copied, result.skipped) == (len(plan.objects), 0, 0)
     for obj in plan.objects:
         placed = tmp_path / "out/objects" / obj.key
         assert placed.stat().st_ino == obj.source.stat().st_ino  # a hard link: no bytes copied
-    check = subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=tmp_path / "out", capture_output=True, text=True)
+    check = subprocess.run(
+        ["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=tmp_path / "out", capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     document = json.loads((tmp_path / "out/nim-objects.json").read_text())
     assert document["format"] == "nimrunbook.nim-objects" and document["version"] == 1
@@ -29,8 +34,10 @@ def test_rerun_skips_complete_files_without_hashing(standin_manifest, downloaded
     plan = plan_publish(standin_manifest, downloaded_cache, [VLLM])
     process_to_directory(plan, tmp_path / "out", progress="none")
     before = hashing.BYTES_HASHED
-    again = process_to_directory(plan_publish(standin_manifest, downloaded_cache, [VLLM]), tmp_path / "out", progress="none")
-    assert again.skipped == len(plan.objects) and hashing.BYTES_HASHED == before
+    again = process_to_directory(
+        plan_publish(standin_manifest, downloaded_cache, [VLLM]), tmp_path / "out", progress="none"
+    )
+    assert again.skipped == len(plan.objects) and before == hashing.BYTES_HASHED
 
 
 def test_interrupted_process_leaves_no_partial_object_and_resumes(standin_manifest, downloaded_cache, tmp_path):
@@ -56,7 +63,8 @@ def test_copy_across_filesystems_hashes_while_copying(standin_manifest, download
 
 
 def test_verify_directory_names_corrupt_truncated_and_missing(standin_manifest, downloaded_cache, tmp_path):
-    import shutil, tempfile
+    import shutil
+    import tempfile
 
     destination = tempfile.mkdtemp(dir="/dev/shm")  # copies, so damaging them leaves the shared cache intact
     try:

@@ -10,14 +10,22 @@ import tempfile
 import time
 
 import pytest
-
 from conftest import FAKE_NGC_KEY, L40S_BF16, VLLM, VLLM_LORA, s3_settings
+
 from nimrunbook import hashing
 from nimrunbook.errors import StorageError
 from nimrunbook.hashing import HashJournal
 from nimrunbook.nim import download_profiles
 from nimrunbook.standin import catalog
-from nimrunbook.store import load_processed, make_client, object_key, plan_publish, process_to_directory, publish, verify
+from nimrunbook.store import (
+    load_processed,
+    make_client,
+    object_key,
+    plan_publish,
+    process_to_directory,
+    publish,
+    verify,
+)
 from nimrunbook.store.upload import require_verified
 
 ALL_ENGINES = [p.id for p in catalog.PROFILES_1_8_5]
@@ -26,7 +34,9 @@ ALL_ENGINES = [p.id for p in catalog.PROFILES_1_8_5]
 @pytest.fixture(scope="module")
 def processed(standin_manifest, downloaded_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("processed")
-    process_to_directory(plan_publish(standin_manifest, downloaded_cache, [VLLM, L40S_BF16, VLLM_LORA]), out, progress="none")
+    process_to_directory(
+        plan_publish(standin_manifest, downloaded_cache, [VLLM, L40S_BF16, VLLM_LORA]), out, progress="none"
+    )
     return out
 
 
@@ -36,7 +46,9 @@ def test_publish_then_second_run_uploads_nothing(s3, processed, standin_manifest
     with caplog.at_level(logging.INFO):
         first = publish(objects, settings, workers=4, journal=HashJournal(processed / ".nimrunbook/sha256.jsonl"))
     assert first.ok and first.counts() == {"uploaded": len(objects), "skipped": 0, "failed": 0}
-    expected_keys = {object_key(f.uri) for pid in (VLLM, L40S_BF16, VLLM_LORA) for f in standin_manifest.profile(pid).files}
+    expected_keys = {
+        object_key(f.uri) for pid in (VLLM, L40S_BF16, VLLM_LORA) for f in standin_manifest.profile(pid).files
+    }
     client = make_client(settings)
     stored = {o["Key"]: o["Size"] for o in client.list_objects_v2(Bucket="nim-profiles")["Contents"]}
     assert set(stored) == expected_keys  # flat, at the bucket root, exactly the manifest's keys
@@ -46,7 +58,7 @@ def test_publish_then_second_run_uploads_nothing(s3, processed, standin_manifest
     before = hashing.BYTES_HASHED
     second = publish(objects, settings, workers=4, journal=HashJournal(processed / ".nimrunbook/sha256.jsonl"))
     assert second.counts() == {"uploaded": 0, "skipped": len(objects), "failed": 0}
-    assert hashing.BYTES_HASHED == before  # nothing re-hashed either
+    assert before == hashing.BYTES_HASHED  # nothing re-hashed either
     assert (verify(objects, settings)["status"] == "ok").all()
     assert (verify(objects, settings, deep=True)["status"] == "ok").all()
     for secret in (*s3.credentials["admin"], FAKE_NGC_KEY):
@@ -63,19 +75,49 @@ def test_publish_straight_from_the_cache_hashes_once(s3, standin_manifest, downl
 
 def test_resume_after_a_killed_upload(s3, docker, standin_image, tmp_path):
     cache = tmp_path / "cache"
-    download_profiles(docker, standin_image, ALL_ENGINES, cache, ngc_api_key=FAKE_NGC_KEY, network_mode="none",
-                      environment={"NIM_STANDIN_WEIGHT_BYTES": str(24 * 1024 * 1024)}, progress="none")  # fmt: skip
+    download_profiles(
+        docker,
+        standin_image,
+        ALL_ENGINES,
+        cache,
+        ngc_api_key=FAKE_NGC_KEY,
+        network_mode="none",
+        environment={"NIM_STANDIN_WEIGHT_BYTES": str(24 * 1024 * 1024)},
+        progress="none",
+    )
     manifest_file = tmp_path / "manifest.yaml"
     manifest_file.write_text(catalog.manifest_yaml("1.8.5"))
     out = tmp_path / "out"
-    process_to_directory(plan_publish(__import__("nimrunbook.profiles", fromlist=["x"]).parse_manifest(manifest_file.read_text()),
-                                      cache, ALL_ENGINES), out, progress="none")  # fmt: skip
+    process_to_directory(
+        plan_publish(
+            __import__("nimrunbook.profiles", fromlist=["x"]).parse_manifest(manifest_file.read_text()),
+            cache,
+            ALL_ENGINES,
+        ),
+        out,
+        progress="none",
+    )
     _, objects = load_processed(out)
     settings = s3_settings(s3, bucket="nim-resume")
     key_id, secret = s3.credentials["admin"]
     env = {**os.environ, "AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret}
-    command = [sys.executable, "-m", "nimrunbook.cli", "profiles", "publish", "--from-dir", str(out), "--bucket", "nim-resume",
-               "--endpoint-url", s3.endpoint_url, "--ca-bundle", str(s3.certs.ca_bundle), "--workers", "1"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "nimrunbook.cli",
+        "profiles",
+        "publish",
+        "--from-dir",
+        str(out),
+        "--bucket",
+        "nim-resume",
+        "--endpoint-url",
+        s3.endpoint_url,
+        "--ca-bundle",
+        str(s3.certs.ca_bundle),
+        "--workers",
+        "1",
+    ]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     client = make_client(settings)
     deadline = time.monotonic() + 120
@@ -90,8 +132,8 @@ def test_resume_after_a_killed_upload(s3, docker, standin_image, tmp_path):
     counts = publish(objects, settings, progress="none").counts()
     assert counts == {"uploaded": 0, "skipped": len(objects), "failed": 0}
     assert "'skipped': " in resumed.stdout and "'failed': 0" in resumed.stdout
-    for secret in (key_id, secret):
-        assert secret not in resumed.stdout + resumed.stderr
+    for value in (key_id, secret):
+        assert value not in resumed.stdout + resumed.stderr
     require_verified(verify(objects, settings, deep=True, progress="none"))
 
 
@@ -114,7 +156,10 @@ def test_a_file_changed_after_hashing_is_caught(s3, standin_manifest, downloaded
         settings = s3_settings(s3, bucket="nim-changed")
         result = publish(objects, settings, journal=journal, progress="none")
         rows = result.table.set_index("key")
-        assert rows.loc[weights.key, "status"] == "failed" and "changed since it was hashed" in rows.loc[weights.key, "detail"]
+        assert (
+            rows.loc[weights.key, "status"] == "failed"
+            and "changed since it was hashed" in rows.loc[weights.key, "detail"]
+        )
         with pytest.raises(StorageError, match="not stored correctly"):
             result.raise_for_failures()
         table = verify(objects, settings, deep=True, progress="none").set_index("key")
@@ -146,8 +191,13 @@ def test_bad_credentials_and_wrong_ca_say_what_to_do(s3, processed):
     from nimrunbook.store import S3Settings
 
     _, objects = load_processed(processed)
-    bad = S3Settings("nim-inside", s3.endpoint_url, access_key_id="AKIAWRONGWRONGWRONG1",
-                     secret_access_key="wrong-secret-value", ca_bundle=str(s3.certs.ca_bundle))  # fmt: skip
+    bad = S3Settings(
+        "nim-inside",
+        s3.endpoint_url,
+        access_key_id="AKIAWRONGWRONGWRONG1",
+        secret_access_key="wrong-secret-value",
+        ca_bundle=str(s3.certs.ca_bundle),
+    )
     with pytest.raises(StorageError) as info:
         publish(objects, bad, progress="none")
     assert "access key" in str(info.value) and "wrong-secret-value" not in str(info.value)

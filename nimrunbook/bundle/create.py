@@ -58,10 +58,7 @@ def _image_file_entries(root: Path) -> list[dict]:
     entries = []
     for path in _files_under(root, layout.IMAGES_DIR):
         relative = path.relative_to(root).as_posix()
-        if path.parent.name == "sha256" and path.parent.parent.name == "blobs":
-            digest = path.name
-        else:
-            digest = sha256_file(path)
+        digest = path.name if path.parent.name == "sha256" and path.parent.parent.name == "blobs" else sha256_file(path)
         entries.append({"path": relative, "size": path.stat().st_size, "sha256": digest})
     return entries
 
@@ -175,8 +172,14 @@ def create(
 
     image_results = []
     if wanted_images:
-        image_results = export(wanted_images, root / layout.IMAGES_DIR, access=access, backend=image_backend,
-                               docker_client=docker_client, progress=progress)  # fmt: skip
+        image_results = export(
+            wanted_images,
+            root / layout.IMAGES_DIR,
+            access=access,
+            backend=image_backend,
+            docker_client=docker_client,
+            progress=progress,
+        )
 
     written: dict[str, WrittenFile] = {}
     skipped = 0
@@ -208,8 +211,15 @@ def create(
         "images": [r.as_dict() for r in image_results],
         "profiles": [{"id": pid, "name": (profile_names or {}).get(pid)} for pid in (plan.profiles if plan else [])],
         "objects": [
-            {"key": o.key, "uri": o.uri, "size": o.size, "sha256": o.sha256, "profiles": o.profiles,
-             "path": written[o.key].path, "parts": written[o.key].parts}  # fmt: skip
+            {
+                "key": o.key,
+                "uri": o.uri,
+                "size": o.size,
+                "sha256": o.sha256,
+                "profiles": o.profiles,
+                "path": written[o.key].path,
+                "parts": written[o.key].parts,
+            }
             for o in objects
         ],
         "inside": inside or {},
@@ -233,10 +243,23 @@ def create(
         for name in layout.SIGNED_FILES:
             (root / f"{name}.sig").unlink(missing_ok=True)
     result = BundleResult(
-        root, len(files) + 2, sum(f["size"] for f in files), len(objects) - skipped, skipped, left_out,
-        bool(sign_key), round(time.monotonic() - started, 3),
-    )  # fmt: skip
-    log.info("bundle written to %s: %d files, %s; %d objects written, %d already there; left out %d images, %d objects",
-             root, result.files, human_bytes(result.bytes), result.objects_written, skipped,
-             len(left_out["images"]), len(left_out["objects"]))  # fmt: skip
+        root,
+        len(files) + 2,
+        sum(f["size"] for f in files),
+        len(objects) - skipped,
+        skipped,
+        left_out,
+        bool(sign_key),
+        round(time.monotonic() - started, 3),
+    )
+    log.info(
+        "bundle written to %s: %d files, %s; %d objects written, %d already there; left out %d images, %d objects",
+        root,
+        result.files,
+        human_bytes(result.bytes),
+        result.objects_written,
+        skipped,
+        len(left_out["images"]),
+        len(left_out["objects"]),
+    )
     return result

@@ -67,13 +67,21 @@ def import_(
                 if entry["parts"]:
                     source = Path(staging) / entry["key"]
                     if reassemble(root, entry, source) != entry["sha256"]:
-                        raise VerificationError(f"The parts of {entry['key']} do not join into the recorded file.",
-                                                hint="Copy its parts again from the source media.")  # fmt: skip
-                objects.append(PlannedObject(entry["key"], entry["uri"], source, entry["size"], entry["profiles"], entry["sha256"]))
+                        raise VerificationError(
+                            f"The parts of {entry['key']} do not join into the recorded file.",
+                            hint="Copy its parts again from the source media.",
+                        )
+                objects.append(
+                    PlannedObject(entry["key"], entry["uri"], source, entry["size"], entry["profiles"], entry["sha256"])
+                )
             result.upload = publish(objects, settings, workers=workers, progress=progress)
         result.upload.raise_for_failures()
         result.bucket_check = verify_bucket(objects, settings, workers=workers, progress=progress)
         require_verified(result.bucket_check)
-    log.info("bundle %s imported: %d images, %s", report.bundle_id, len(result.images),
-             result.upload.counts() if result.upload else "no profiles")  # fmt: skip
+    log.info(
+        "bundle %s imported: %d images, %s",
+        report.bundle_id,
+        len(result.images),
+        result.upload.counts() if result.upload else "no profiles",
+    )
     return result

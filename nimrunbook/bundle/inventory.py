@@ -31,17 +31,28 @@ def inventory(
     workers: int = 8,
 ) -> dict:
     """A JSON-ready inventory: ``objects`` (key -> size, sha256) and ``images`` (source ref -> digest inside)."""
-    document: dict = {"format": FORMAT, "version": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                      "bucket": settings.bucket if settings else None, "registry": registry, "objects": {}, "images": {}}  # fmt: skip
+    document: dict = {
+        "format": FORMAT,
+        "version": 1,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "bucket": settings.bucket if settings else None,
+        "registry": registry,
+        "objects": {},
+        "images": {},
+    }
     if settings is not None:
         client = make_client(settings, max_connections=workers * 2)
         try:
-            keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=settings.bucket)
-                    for o in page.get("Contents", []) if looks_like_nim_key(o["Key"])]  # fmt: skip
+            keys = [
+                o["Key"]
+                for page in client.get_paginator("list_objects_v2").paginate(Bucket=settings.bucket)
+                for o in page.get("Contents", [])
+                if looks_like_nim_key(o["Key"])
+            ]
         except Exception as exc:  # noqa: BLE001
             raise storage_error(exc, settings, "listing the bucket") from None
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for key, remote in zip(keys, pool.map(lambda k: _remote(client, settings.bucket, k), keys)):
+            for key, remote in zip(keys, pool.map(lambda k: _remote(client, settings.bucket, k), keys), strict=True):
                 if remote is not None:
                     document["objects"][key] = {"size": remote[0], "sha256": remote[1]}
     if registry and images:

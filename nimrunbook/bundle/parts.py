@@ -56,7 +56,7 @@ class WriteRecord:
             return None
         files = [entry["path"]] if not entry["parts"] else [p["path"] for p in entry["parts"]]
         sizes = [entry["size"]] if not entry["parts"] else [p["size"] for p in entry["parts"]]
-        for name, size in zip(files, sizes):
+        for name, size in zip(files, sizes, strict=True):
             target = root / name
             if not target.exists() or target.stat().st_size != size:
                 return None
@@ -75,7 +75,9 @@ def part_name(relative: str, index: int) -> str:
     return f"{relative}.part{index:04d}"
 
 
-def write_file(source: Path, root: Path, relative: str, part_size: int | None, progress: Progress | None) -> WrittenFile:
+def write_file(
+    source: Path, root: Path, relative: str, part_size: int | None, progress: Progress | None
+) -> WrittenFile:
     """Copy ``source`` to ``root/relative`` (or its parts), hashing in the same read."""
     target = root / relative
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -24,22 +24,34 @@ SIGNER = "nimrunbook-bundle-signer"
 def _ssh_keygen() -> str:
     binary = shutil.which("ssh-keygen")
     if binary is None:
-        raise InputError("ssh-keygen is not installed, so the bundle cannot be signed or its signature checked.",
-                         hint="Install OpenSSH's client (apt-get install openssh-client).")  # fmt: skip
+        raise InputError(
+            "ssh-keygen is not installed, so the bundle cannot be signed or its signature checked.",
+            hint="Install OpenSSH's client (apt-get install openssh-client).",
+        )
     return binary
 
 
 def sign(path: Path, private_key: str | Path) -> Path:
     """Write ``<path>.sig`` next to ``path``; returns it."""
     if not Path(private_key).is_file():
-        raise InputError(f"The signing key {private_key} does not exist.", hint="Make one with `ssh-keygen -t ed25519 -f bundle-signing-key`.")
+        raise InputError(
+            f"The signing key {private_key} does not exist.",
+            hint="Make one with `ssh-keygen -t ed25519 -f bundle-signing-key`.",
+        )
     signature = path.with_name(path.name + ".sig")
     signature.unlink(missing_ok=True)
-    result = subprocess.run([_ssh_keygen(), "-Y", "sign", "-f", str(private_key), "-n", NAMESPACE, str(path)],
-                            capture_output=True, text=True, check=False, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [_ssh_keygen(), "-Y", "sign", "-f", str(private_key), "-n", NAMESPACE, str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     if result.returncode != 0:
-        raise InputError(f"ssh-keygen could not sign {path.name}: {result.stderr.strip()}",
-                         hint="Use an unencrypted key, or load it into ssh-agent first.")  # fmt: skip
+        raise InputError(
+            f"ssh-keygen could not sign {path.name}: {result.stderr.strip()}",
+            hint="Use an unencrypted key, or load it into ssh-agent first.",
+        )
     return signature
 
 
@@ -47,16 +59,34 @@ def verify_signature(path: Path, public_key: str | Path) -> None:
     """Check ``<path>.sig`` against the signer's public key; raises :class:`VerificationError` when it fails."""
     signature = path.with_name(path.name + ".sig")
     if not signature.exists():
-        raise VerificationError(f"{signature.name} is missing: the bundle is not signed.", hint="Ask for a signed bundle.")
+        raise VerificationError(
+            f"{signature.name} is missing: the bundle is not signed.", hint="Ask for a signed bundle."
+        )
     key_text = Path(public_key).read_text().strip()
     with tempfile.TemporaryDirectory() as scratch:
         allowed = Path(scratch) / "allowed_signers"
         allowed.write_text(f'{SIGNER} namespaces="{NAMESPACE}" {key_text}\n')
         with open(path, "rb") as message:
             result = subprocess.run(
-                [_ssh_keygen(), "-Y", "verify", "-f", str(allowed), "-I", SIGNER, "-n", NAMESPACE, "-s", str(signature)],
-                stdin=message, capture_output=True, text=True, check=False, timeout=120,
-            )  # fmt: skip
+                [
+                    _ssh_keygen(),
+                    "-Y",
+                    "verify",
+                    "-f",
+                    str(allowed),
+                    "-I",
+                    SIGNER,
+                    "-n",
+                    NAMESPACE,
+                    "-s",
+                    str(signature),
+                ],
+                stdin=message,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=120,
+            )
     if result.returncode != 0:
         raise VerificationError(
             f"The signature {signature.name} does not verify with {public_key}: {(result.stderr or result.stdout).strip()}",

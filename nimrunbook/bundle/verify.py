@@ -87,8 +87,10 @@ class VerificationReport:
 def _listed(root: Path) -> list[tuple[str, str]]:
     sums = root / layout.SUMS
     if not sums.exists():
-        raise InputError(f"{root} has no {layout.SUMS}: it is not a nimrunbook bundle, or the copy is incomplete.",
-                         hint="Give the bundle's top folder (the one holding bundle.json and SHA256SUMS).")  # fmt: skip
+        raise InputError(
+            f"{root} has no {layout.SUMS}: it is not a nimrunbook bundle, or the copy is incomplete.",
+            hint="Give the bundle's top folder (the one holding bundle.json and SHA256SUMS).",
+        )
     entries = []
     for line in sums.read_text().splitlines():
         digest, _, name = line.partition("  ")
@@ -107,7 +109,11 @@ def _expected_sizes(root: Path) -> dict[str, int]:
 
 def _ignored(relative: str) -> bool:
     first = relative.split("/", 1)[0]
-    return first in (layout.STATE_DIR, layout.VERIFICATION_DIR) or relative in layout.NOT_PAYLOAD or relative.endswith(".incomplete")
+    return (
+        first in (layout.STATE_DIR, layout.VERIFICATION_DIR)
+        or relative in layout.NOT_PAYLOAD
+        or relative.endswith(".incomplete")
+    )
 
 
 def verify(
@@ -149,7 +155,9 @@ def verify(
             elif expected is not None and file.stat().st_size < expected:
                 report.checks.append(FileCheck(name, "truncated", f"{file.stat().st_size} of {expected} bytes"))
             elif expected is not None and file.stat().st_size != expected:
-                report.checks.append(FileCheck(name, "size differs", f"{file.stat().st_size} bytes, expected {expected}"))
+                report.checks.append(
+                    FileCheck(name, "size differs", f"{file.stat().st_size} bytes, expected {expected}")
+                )
             elif sha256_file(file, reporter) != digest:
                 report.checks.append(FileCheck(name, "corrupt", "sha256 differs from SHA256SUMS"))
             else:

@@ -53,9 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error.exit_code
     except OSError as error:  # the disk, the filesystem, permissions: say which file and what to do
         where = f" ({error.filename})" if error.filename else ""
-        fix = {28: "Free space or use a larger disk, then run the same command again: it resumes.",
-               13: "Check the permissions of that path, or run as a user who may write it."}.get(error.errno or 0,
-               "Fix the cause and run the same command again: it resumes.")  # fmt: skip
+        fix = {
+            28: "Free space or use a larger disk, then run the same command again: it resumes.",
+            13: "Check the permissions of that path, or run as a user who may write it.",
+        }.get(error.errno or 0, "Fix the cause and run the same command again: it resumes.")
         print(f"nimrunbook: error: {redact(error.strerror or str(error))}{where}. {fix}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -28,14 +28,28 @@ def cmd_create(args: argparse.Namespace) -> int:
             manifest = read_manifest(docker_client(), args.manifest_from_image or args.images[0])[0]
         plan = plan_publish(manifest, args.cache, profile_ids(args))
     have = json.loads(read_input(args.have, "inventory")) if args.have else None
-    inside = {"bucket": args.bucket, "endpoint_url": args.endpoint_url, "region": args.region, "registry": args.registry}
+    inside = {
+        "bucket": args.bucket,
+        "endpoint_url": args.endpoint_url,
+        "region": args.region,
+        "registry": args.registry,
+    }
     result = create(
-        args.dest, images=args.images or [], plan=plan, have=have, sign_key=args.sign_key,
-        part_size=FAT32_PART_SIZE if args.fat32 else args.part_size, access=_access(args), image_backend=args.backend,
-        inside={k: v for k, v in inside.items() if v}, journal=HashJournal(Path(args.cache) / ".nimrunbook-sha256.jsonl") if args.cache else None,
-    )  # fmt: skip
-    print(f"bundle in {result.path}: {result.files} files, {result.bytes} bytes; signed: {result.signed}; "
-          f"left out: {len(result.left_out['images'])} images, {len(result.left_out['objects'])} objects")  # fmt: skip
+        args.dest,
+        images=args.images or [],
+        plan=plan,
+        have=have,
+        sign_key=args.sign_key,
+        part_size=FAT32_PART_SIZE if args.fat32 else args.part_size,
+        access=_access(args),
+        image_backend=args.backend,
+        inside={k: v for k, v in inside.items() if v},
+        journal=HashJournal(Path(args.cache) / ".nimrunbook-sha256.jsonl") if args.cache else None,
+    )
+    print(
+        f"bundle in {result.path}: {result.files} files, {result.bytes} bytes; signed: {result.signed}; "
+        f"left out: {len(result.left_out['images'])} images, {len(result.left_out['objects'])} objects"
+    )
     return 0
 
 
@@ -48,10 +62,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     settings = s3_settings(args) if (args.bucket or args.endpoint_url) else None
-    result = import_(args.path, registry=args.registry, settings=settings, access=_access(args), public_key=args.public_key,
-                     workers=args.workers, record_dir=args.record_dir)  # fmt: skip
-    print(f"verified ({result.verification.signature}); images: {[i.status for i in result.images]}; "
-          f"profiles: {result.upload.counts() if result.upload else 'none'}")  # fmt: skip
+    result = import_(
+        args.path,
+        registry=args.registry,
+        settings=settings,
+        access=_access(args),
+        public_key=args.public_key,
+        workers=args.workers,
+        record_dir=args.record_dir,
+    )
+    print(
+        f"verified ({result.verification.signature}); images: {[i.status for i in result.images]}; "
+        f"profiles: {result.upload.counts() if result.upload else 'none'}"
+    )
     return 0
 
 
@@ -84,8 +107,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     size.add_argument("--part-size", type=int, help="split files larger than this many bytes into parts")
     size.add_argument("--fat32", action="store_true", help="split into parts of 4 GiB - 1 (FAT32 media)")
     make.add_argument("--backend", choices=["auto", "skopeo", "docker"], default="auto")
-    for name, text in (("--bucket", "inside bucket"), ("--endpoint-url", "inside S3 endpoint"), ("--region", "inside region"),
-                       ("--registry", "inside registry")):  # fmt: skip
+    for name, text in (
+        ("--bucket", "inside bucket"),
+        ("--endpoint-url", "inside S3 endpoint"),
+        ("--region", "inside region"),
+        ("--registry", "inside registry"),
+    ):
         make.add_argument(name, help=f"{text}, recorded for the inside")
     add_registry_options(make)
     make.set_defaults(handler=cmd_create)

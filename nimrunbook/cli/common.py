@@ -24,15 +24,21 @@ def read_input(path: str, what: str) -> str:
 
 def add_s3_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
-        "object store", "credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --aws-profile, never from the command line"
+        "object store",
+        "credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --aws-profile, never from the command line",
     )
     group.add_argument("--bucket", help="the dedicated bucket (default: $NIM_BUCKET_NAME)")
-    group.add_argument("--endpoint-url", help="S3 endpoint, e.g. https://minio.example.com (omit for AWS S3; default: $AWS_ENDPOINT_URL)")
+    group.add_argument(
+        "--endpoint-url",
+        help="S3 endpoint, e.g. https://minio.example.com (omit for AWS S3; default: $AWS_ENDPOINT_URL)",
+    )
     group.add_argument("--region", help="region (default: $AWS_DEFAULT_REGION or us-east-1)")
     group.add_argument("--aws-profile", help="AWS credentials profile")
     group.add_argument("--ca-bundle", help="PEM bundle of the CA that signed the endpoint's certificate")
     group.add_argument("--insecure", action="store_true", help="skip TLS verification (loudly recorded; avoid)")
-    group.add_argument("--path-style", action="store_true", help="path-style addressing (DataRobot needs virtual-hosted)")
+    group.add_argument(
+        "--path-style", action="store_true", help="path-style addressing (DataRobot needs virtual-hosted)"
+    )
 
 
 def s3_settings(args: argparse.Namespace) -> S3Settings:
@@ -67,13 +73,18 @@ def profile_ids(args: argparse.Namespace) -> list[str]:
     if args.profiles_from:
         ids += read_input(args.profiles_from, "profile id list").split()
     if not ids:
-        raise InputError("No profile ids given.", hint="Pass --profiles ID [ID ...] or --profiles-from FILE (from `profiles plan --format ids`).")
+        raise InputError(
+            "No profile ids given.",
+            hint="Pass --profiles ID [ID ...] or --profiles-from FILE (from `profiles plan --format ids`).",
+        )
     return ids
 
 
 def add_profile_id_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profiles", nargs="+", metavar="ID", help="profile ids")
-    parser.add_argument("--profiles-from", metavar="FILE", help="file of profile ids (profiles plan --format ids), or -")
+    parser.add_argument(
+        "--profiles-from", metavar="FILE", help="file of profile ids (profiles plan --format ids), or -"
+    )
 
 
 def print_table(frame, columns: list[str] | None = None) -> None:

@@ -8,9 +8,16 @@ import sys
 
 from nimrunbook.cli.common import add_s3_options, print_table, read_input, s3_settings
 from nimrunbook.datarobot import (
-    DataRobotSettings, check_read_credentials, merge_values, plan_update, refresh_commands, run_refresh,
-    secure_configuration_steps, validate, values_yaml,
-)  # fmt: skip
+    DataRobotSettings,
+    check_read_credentials,
+    merge_values,
+    plan_update,
+    refresh_commands,
+    run_refresh,
+    secure_configuration_steps,
+    validate,
+    values_yaml,
+)
 from nimrunbook.datarobot.values import raise_for_problems
 from nimrunbook.profiles import parse_manifest
 from nimrunbook.store import load_processed

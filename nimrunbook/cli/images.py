@@ -16,7 +16,9 @@ def _access(args: argparse.Namespace) -> RegistryAccess:
     for item in args.registry_ca or []:
         host, sep, path = item.partition("=")
         if not sep:
-            raise InputError(f"--registry-ca {item!r} is not HOST=FILE.", hint="e.g. --registry-ca registry.example.com:5000=ca.pem")
+            raise InputError(
+                f"--registry-ca {item!r} is not HOST=FILE.", hint="e.g. --registry-ca registry.example.com:5000=ca.pem"
+            )
         bundles[host] = path
     access = RegistryAccess(ca_bundles=bundles, insecure=set(args.registry_insecure or []))
     access.add_ngc_key(None)  # NGC_API_KEY from the environment, for nvcr.io
@@ -51,7 +53,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     for name, handler, text in specs:
         command = sub.add_parser(name, help=text)
         if name != "import":
-            command.add_argument("images", nargs="+", help="full refs, e.g. nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5")
+            command.add_argument(
+                "images", nargs="+", help="full refs, e.g. nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5"
+            )
         if name != "mirror":
             command.add_argument("--dir", required=True, help="the export directory")
         if name != "export":
@@ -64,6 +68,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def add_registry_options(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--registry-ca", action="append", metavar="HOST=PEM", help="CA bundle for a registry (repeatable)")
-    command.add_argument("--registry-insecure", action="append", metavar="HOST",
-                         help="do not verify TLS of registry HOST, or use plain http (repeatable)")  # fmt: skip
+    command.add_argument(
+        "--registry-ca", action="append", metavar="HOST=PEM", help="CA bundle for a registry (repeatable)"
+    )
+    command.add_argument(
+        "--registry-insecure",
+        action="append",
+        metavar="HOST",
+        help="do not verify TLS of registry HOST, or use plain http (repeatable)",
+    )

@@ -33,7 +33,9 @@ def cmd_manifest(args: argparse.Namespace) -> int:
 def cmd_download(args: argparse.Namespace) -> int:
     client = docker_client()
     manifest, _ = read_manifest(client, args.image)
-    summary = download_profiles(client, args.image, profile_ids(args), args.cache, manifest=manifest, network_mode=args.network)
+    summary = download_profiles(
+        client, args.image, profile_ids(args), args.cache, manifest=manifest, network_mode=args.network
+    )
     print(f"{summary.files} files, {summary.bytes} bytes in {summary.cache_dir} ({summary.seconds:.1f} s)")
     return 0
 

@@ -8,9 +8,15 @@ import sys
 from pathlib import Path
 
 from nimrunbook.cli.common import (
-    add_manifest_options, add_profile_id_options, add_s3_options, load_manifest, print_table, profile_ids, read_input,
+    add_manifest_options,
+    add_profile_id_options,
+    add_s3_options,
+    load_manifest,
+    print_table,
+    profile_ids,
+    read_input,
     s3_settings,
-)  # fmt: skip
+)
 from nimrunbook.errors import InputError
 from nimrunbook.gpus import Inventory, inventory_from_node_labels, inventory_from_nvidia_smi, inventory_from_text
 from nimrunbook.hashing import HashJournal
@@ -56,7 +62,9 @@ def _objects_and_journal(args: argparse.Namespace):
         _, objects = load_processed(args.from_dir)
         return objects, HashJournal(Path(args.from_dir) / ".nimrunbook" / "sha256.jsonl")
     if not args.cache:
-        raise InputError("Say where the profiles are: --from-dir DIR (processed) or --cache DIR with --manifest/--image.")
+        raise InputError(
+            "Say where the profiles are: --from-dir DIR (processed) or --cache DIR with --manifest/--image."
+        )
     plan = plan_publish(load_manifest(args), args.cache, profile_ids(args))
     return plan.objects, HashJournal(Path(args.cache) / ".nimrunbook-sha256.jsonl")
 
@@ -65,8 +73,10 @@ def cmd_process(args: argparse.Namespace) -> int:
     manifest = load_manifest(args)
     plan = plan_publish(manifest, args.cache, profile_ids(args), image=args.image)
     result = process_to_directory(plan, args.dest_dir, image=args.image, workers=args.workers)
-    print(f"{result.objects} objects in {result.directory}/objects: {result.linked} hard-linked, {result.copied} copied, "
-          f"{result.skipped} already complete. Check with: cd {result.directory} && sha256sum -c SHA256SUMS")  # fmt: skip
+    print(
+        f"{result.objects} objects in {result.directory}/objects: {result.linked} hard-linked, {result.copied} copied, "
+        f"{result.skipped} already complete. Check with: cd {result.directory} && sha256sum -c SHA256SUMS"
+    )
     return 0
 
 
@@ -97,8 +107,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     profiles = commands.add_parser("profiles", help="plan, process, publish and verify model profiles")
     sub = profiles.add_subparsers(dest="action", required=True)
 
-    plan = sub.add_parser("plan", help="select profiles for a GPU inventory",
-                          description="Select the profiles a cluster needs from list-model-profiles output and its GPUs.")  # fmt: skip
+    plan = sub.add_parser(
+        "plan",
+        help="select profiles for a GPU inventory",
+        description="Select the profiles a cluster needs from list-model-profiles output and its GPUs.",
+    )
     plan.add_argument("--listing", required=True, help="list-model-profiles output (file, or - for stdin)")
     plan.add_argument("--manifest", help="model_manifest.yaml of the image (adds PCI-id matching)")
     source = plan.add_mutually_exclusive_group(required=True)
@@ -109,7 +122,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     plan.add_argument("--format", choices=["table", "json", "ids"], default="table")
     plan.set_defaults(handler=cmd_plan, quiet=True)
 
-    process = sub.add_parser("process", help="write profiles from the NIM cache into a directory in the NIM object layout")
+    process = sub.add_parser(
+        "process", help="write profiles from the NIM cache into a directory in the NIM object layout"
+    )
     add_manifest_options(process)
     add_profile_id_options(process)
     process.add_argument("--cache", required=True, help="the NIM cache download-to-cache filled")

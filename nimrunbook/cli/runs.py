@@ -14,13 +14,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     given = load_parameters(None, args.parameter)
     for notebook in args.notebooks:
         # a parameter file may serve the whole run (each notebook takes its own); -p must match the notebook
-        from nimrunbook.reports.execute import find_notebook
         import papermill
+
+        from nimrunbook.reports.execute import find_notebook
 
         known = papermill.inspect_notebook(str(find_notebook(notebook)))
         parameters = {**{k: v for k, v in from_files.items() if k in known}, **given}
         result = run_notebook(notebook, args.run_dir, parameters, show_code=args.show_code)
-        print(f"{result.notebook.stem}: {'ok' if result.ok else 'FAILED'} in {result.seconds:.1f} s; report {result.report}")
+        print(
+            f"{result.notebook.stem}: {'ok' if result.ok else 'FAILED'} in {result.seconds:.1f} s; report {result.report}"
+        )
         raise_for_failure(result)
     print(f"index of the run: {args.run_dir}/index.html")
     return 0
@@ -42,15 +45,25 @@ def cmd_report(args: argparse.Namespace) -> int:
 def add_commands(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser("run", help="execute runbook notebooks with papermill, then write their HTML reports")
     run.add_argument("notebooks", nargs="+", help="notebook paths or names (01_plan_profiles); run in the order given")
-    run.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                     help="a parameter (VALUE read as YAML: 3, true, [a, b], {k: v})")  # fmt: skip
+    run.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="a parameter (VALUE read as YAML: 3, true, [a, b], {k: v})",
+    )
     run.add_argument("-f", "--file", action="append", help="a YAML file of parameters (repeatable; -p wins)")
     run.add_argument("--run-dir", required=True, help="the run directory (record, executed notebooks, reports)")
     run.add_argument("--show-code", action="store_true", help="keep code cells in the HTML reports")
     run.set_defaults(handler=cmd_run)
-    demo = commands.add_parser("demo", help="run the whole runbook against a local sandbox (needs root or a Docker engine)")
+    demo = commands.add_parser(
+        "demo", help="run the whole runbook against a local sandbox (needs root or a Docker engine)"
+    )
     demo.add_argument("--dir", default="demo", help="where the sandbox state, cache and reports go (default: ./demo)")
-    demo.add_argument("--keep", action="store_true", help="leave the sandbox running, to open the notebooks in JupyterLab")
+    demo.add_argument(
+        "--keep", action="store_true", help="leave the sandbox running, to open the notebooks in JupyterLab"
+    )
     demo.add_argument("--weight-bytes", type=int, default=4 * 1024 * 1024, help="size of each stand-in weight file")
     demo.set_defaults(handler=cmd_demo)
     report = commands.add_parser("report", help="rebuild every HTML report of a run and its index page")

@@ -6,7 +6,18 @@ from nimrunbook.datarobot.update import UpdatePlan, compare_manifests, plan_upda
 from nimrunbook.datarobot.values import DataRobotSettings, build_values, merge_values, validate, values_yaml
 
 __all__ = [
-    "CredentialCheck", "DataRobotSettings", "RefreshResult", "UpdatePlan", "build_values", "check_read_credentials",
-    "compare_manifests", "merge_values", "plan_update", "refresh_commands", "run_refresh", "secure_configuration_steps",
-    "validate", "values_yaml",
-]  # fmt: skip
+    "CredentialCheck",
+    "DataRobotSettings",
+    "RefreshResult",
+    "UpdatePlan",
+    "build_values",
+    "check_read_credentials",
+    "compare_manifests",
+    "merge_values",
+    "plan_update",
+    "refresh_commands",
+    "run_refresh",
+    "secure_configuration_steps",
+    "validate",
+    "values_yaml",
+]

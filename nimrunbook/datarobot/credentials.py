@@ -18,15 +18,17 @@ from nimrunbook.store.upload import _remote
 
 def secure_configuration_steps(bucket: str, endpoint_url: str | None, region: str) -> str:
     """What to click in DataRobot, with this run's values filled in."""
-    return "\n".join([
-        "In DataRobot: Secure Configurations > Add a secure configuration",
-        "  1. Type: AWS Credentials.",
-        "  2. Name it, e.g. nim-profiles-readonly.",
-        "  3. AWS access key id and secret access key: a read-only key of the bucket (the key checked below;",
-        "     it needs s3:ListBucket and s3:GetObject, and should have nothing more). Permanent keys: no session token.",
-        f"  4. It is used for s3://{bucket}/ at {endpoint_url or 'AWS S3'} in region {region}.",
-        "  5. Share it with the users who deploy NIMs, with at least the Consumer role.",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "In DataRobot: Secure Configurations > Add a secure configuration",
+            "  1. Type: AWS Credentials.",
+            "  2. Name it, e.g. nim-profiles-readonly.",
+            "  3. AWS access key id and secret access key: a read-only key of the bucket (the key checked below;",
+            "     it needs s3:ListBucket and s3:GetObject, and should have nothing more). Permanent keys: no session token.",
+            f"  4. It is used for s3://{bucket}/ at {endpoint_url or 'AWS S3'} in region {region}.",
+            "  5. Share it with the users who deploy NIMs, with at least the Consumer role.",
+        ]
+    )
 
 
 @dataclass
@@ -49,7 +51,9 @@ class CredentialCheck:
             )
 
 
-def check_read_credentials(settings: S3Settings, objects: Sequence[PlannedObject], *, workers: int = 8) -> CredentialCheck:
+def check_read_credentials(
+    settings: S3Settings, objects: Sequence[PlannedObject], *, workers: int = 8
+) -> CredentialCheck:
     """Prove the key can list the bucket and read (HEAD) every object of the run; warn when it can also write or delete."""
     client = make_client(settings, max_connections=workers * 2)
     try:
@@ -79,7 +83,9 @@ def check_read_credentials(settings: S3Settings, objects: Sequence[PlannedObject
             client.delete_object(Bucket=settings.bucket, Key=probe)
             warnings.append("These credentials can DELETE objects. A read-only key protects the profiles.")
         except Exception:  # noqa: BLE001
-            warnings.append(f"The probe object {probe} could not be deleted with this key; delete it with an admin key.")
+            warnings.append(
+                f"The probe object {probe} could not be deleted with this key; delete it with an admin key."
+            )
     except Exception:  # noqa: BLE001 - denied, as it should be
         pass
     return CredentialCheck(can_list, table, warnings)

@@ -54,24 +54,33 @@ def run_refresh(
     try:
         config.load_kube_config(config_file=kubeconfig, context=context)
     except Exception as exc:  # noqa: BLE001 - the loader raises several unrelated types
-        raise NimRunbookError(f"Cannot load the kubeconfig ({type(exc).__name__}: {exc}).",
-                              hint="Run the printed kubectl commands from a host that reaches the cluster instead:\n"
-                              + refresh_commands(namespace)) from None  # fmt: skip
+        raise NimRunbookError(
+            f"Cannot load the kubeconfig ({type(exc).__name__}: {exc}).",
+            hint="Run the printed kubectl commands from a host that reaches the cluster instead:\n"
+            + refresh_commands(namespace),
+        ) from None
     batch, core = client.BatchV1Api(), client.CoreV1Api()
     started = time.monotonic()
     try:
         cronjob = batch.read_namespaced_cron_job(CRONJOB, namespace)
     except ApiException as exc:
-        raise NimRunbookError(f"Cannot read cronjob/{CRONJOB} in namespace {namespace} ({exc.status} {exc.reason}).",
-                              hint="Check the namespace DataRobot runs in and that your account may read CronJobs and create Jobs there.") from None  # fmt: skip
+        raise NimRunbookError(
+            f"Cannot read cronjob/{CRONJOB} in namespace {namespace} ({exc.status} {exc.reason}).",
+            hint="Check the namespace DataRobot runs in and that your account may read CronJobs and create Jobs there.",
+        ) from None
     name = f"custom-templates-manual-{int(time.time())}"
     template = cronjob.spec.job_template
     job = client.V1Job(
-        api_version="batch/v1", kind="Job",
-        metadata=client.V1ObjectMeta(name=name, namespace=namespace, labels=(template.metadata.labels if template.metadata else None),
-                                     annotations={"cronjob.kubernetes.io/instantiate": "manual"}),
+        api_version="batch/v1",
+        kind="Job",
+        metadata=client.V1ObjectMeta(
+            name=name,
+            namespace=namespace,
+            labels=(template.metadata.labels if template.metadata else None),
+            annotations={"cronjob.kubernetes.io/instantiate": "manual"},
+        ),
         spec=template.spec,
-    )  # fmt: skip
+    )
     batch.create_namespaced_job(namespace, job)
     log.info("created job/%s in %s from cronjob/%s", name, namespace, CRONJOB)
     status = None
@@ -89,6 +98,10 @@ def run_refresh(
     seconds = round(time.monotonic() - started, 3)
     if status is not None and (status.succeeded or 0) > 0:
         return RefreshResult(name, namespace, True, "the job completed", logs, seconds)
-    conditions = [f"{c.type}: {c.reason} {c.message or ''}".strip() for c in (status.conditions or [])] if status else []
-    reason = "; ".join(conditions) or ("the job failed" if status and status.failed else f"not finished after {timeout:.0f} s")
+    conditions = (
+        [f"{c.type}: {c.reason} {c.message or ''}".strip() for c in (status.conditions or [])] if status else []
+    )
+    reason = "; ".join(conditions) or (
+        "the job failed" if status and status.failed else f"not finished after {timeout:.0f} s"
+    )
     return RefreshResult(name, namespace, False, reason, logs, seconds)

@@ -28,9 +28,24 @@ def compare_manifests(old: Manifest, new: Manifest) -> pd.DataFrame:
         before, after = old_by_id.get(profile_id), new_by_id.get(profile_id)
         old_uris = {f.uri for f in before.files} if before else set()
         new_uris = {f.uri for f in after.files} if after else set()
-        change = "added" if before is None else "removed" if after is None else "changed" if old_uris != new_uris else "unchanged"
-        rows.append({"id": profile_id, "name": (after or before).name, "change": change,
-                     "files_added": len(new_uris - old_uris), "files_removed": len(old_uris - new_uris)})  # fmt: skip
+        change = (
+            "added"
+            if before is None
+            else "removed"
+            if after is None
+            else "changed"
+            if old_uris != new_uris
+            else "unchanged"
+        )
+        rows.append(
+            {
+                "id": profile_id,
+                "name": (after or before).name,
+                "change": change,
+                "files_added": len(new_uris - old_uris),
+                "files_removed": len(old_uris - new_uris),
+            }
+        )
     return pd.DataFrame(rows, columns=["id", "name", "change", "files_added", "files_removed"])
 
 
@@ -64,5 +79,10 @@ def plan_update(
     repository = image.rsplit(":", 1)[0]
     if supported_images is not None and repository not in {s.rsplit(":", 1)[0] for s in supported_images}:
         notes.append(UNLISTED_WARNING.format(image=image))
-    return UpdatePlan(image, compare_manifests(old, new), [k for k in wanted if k not in present],
-                      [k for k in wanted if k in present], notes)  # fmt: skip
+    return UpdatePlan(
+        image,
+        compare_manifests(old, new),
+        [k for k in wanted if k not in present],
+        [k for k in wanted if k in present],
+        notes,
+    )

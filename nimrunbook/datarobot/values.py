@@ -88,7 +88,9 @@ def _merge(target: CommentedMap, source: CommentedMap) -> None:
                 target.ca.items[key] = comment
 
 
-def merge_values(values_file: str | Path, settings: DataRobotSettings, *, write: bool = False) -> tuple[str, Path | None]:
+def merge_values(
+    values_file: str | Path, settings: DataRobotSettings, *, write: bool = False
+) -> tuple[str, Path | None]:
     """Merge our keys into an existing values file, keeping its comments, order and other keys.
 
     Returns the unified diff and, when ``write``, the backup written first.
@@ -100,7 +102,11 @@ def merge_values(values_file: str | Path, settings: DataRobotSettings, *, write:
         raise InputError(f"{path} is not a YAML mapping.", hint="Give the DataRobot Helm values file (values.yaml).")
     _merge(document, build_values(settings))
     merged = _dump(document)
-    diff = "".join(difflib.unified_diff(original.splitlines(True), merged.splitlines(True), f"{path} (current)", f"{path} (merged)"))
+    diff = "".join(
+        difflib.unified_diff(
+            original.splitlines(True), merged.splitlines(True), f"{path} (current)", f"{path} (merged)"
+        )
+    )
     backup = None
     if write and diff:
         if path.exists():
@@ -123,16 +129,26 @@ class Problem:
 
 def _bucket_problems(bucket: str) -> list[Problem]:
     if not _BUCKET_RE.match(bucket or "") or ".." in bucket or bucket.startswith("xn--") or bucket.endswith("-s3alias"):
-        return [Problem("bucket", f"{bucket!r} is not a valid bucket name: 3-63 lower-case letters, digits, dots and "
-                                  "hyphens, starting and ending with a letter or digit.")]  # fmt: skip
+        return [
+            Problem(
+                "bucket",
+                f"{bucket!r} is not a valid bucket name: 3-63 lower-case letters, digits, dots and "
+                "hyphens, starting and ending with a letter or digit.",
+            )
+        ]
     try:
         ipaddress.ip_address(bucket)
         return [Problem("bucket", f"{bucket!r} looks like an IP address, which S3 does not allow as a bucket name.")]
     except ValueError:
         pass
     if "." in bucket:
-        return [Problem("bucket", f"{bucket!r} contains dots: with virtual-hosted addressing its host name "
-                                  f"({bucket}.<domain>) is not covered by a *.<domain> certificate. Use hyphens.")]  # fmt: skip
+        return [
+            Problem(
+                "bucket",
+                f"{bucket!r} contains dots: with virtual-hosted addressing its host name "
+                f"({bucket}.<domain>) is not covered by a *.<domain> certificate. Use hyphens.",
+            )
+        ]
     return []
 
 
@@ -150,15 +166,26 @@ def validate(
     problems: list[Problem] = []
     registry = settings.internal_registry.strip().rstrip("/")
     if not registry or "://" in registry:
-        problems.append(Problem("internal_registry", f"{settings.internal_registry!r} must be a registry host[:port][/prefix], "
-                                                     "without a scheme."))  # fmt: skip
+        problems.append(
+            Problem(
+                "internal_registry",
+                f"{settings.internal_registry!r} must be a registry host[:port][/prefix], without a scheme.",
+            )
+        )
     for copy in mirrored:
         if not copy["destination"].startswith(registry + "/"):
-            problems.append(Problem("internal_registry", f"{copy['source']} was mirrored to {copy['destination']}, which is not "
-                                                         f"in {registry}: DataRobot would pull from the wrong registry."))  # fmt: skip
+            problems.append(
+                Problem(
+                    "internal_registry",
+                    f"{copy['source']} was mirrored to {copy['destination']}, which is not "
+                    f"in {registry}: DataRobot would pull from the wrong registry.",
+                )
+            )
     problems += _bucket_problems(settings.bucket)
     if settings.endpoint_url and urlparse(settings.endpoint_url).scheme != "https":
-        problems.append(Problem("endpoint_url", f"{settings.endpoint_url} is not HTTPS; DataRobot requires an HTTPS endpoint."))
+        problems.append(
+            Problem("endpoint_url", f"{settings.endpoint_url} is not HTTPS; DataRobot requires an HTTPS endpoint.")
+        )
     if not settings.region:
         problems.append(Problem("region", "No region set; use the bucket's region (MinIO's default is us-east-1)."))
     if not settings.allowlist:
@@ -171,13 +198,23 @@ def validate(
             problems.append(Problem("allowlist", error.message))
             continue
         if mirrored and ref not in mirrored_sources:
-            problems.append(Problem("allowlist", f"{ref} is allowlisted but was not mirrored: its pods would end in ImagePullBackOff."))
+            problems.append(
+                Problem(
+                    "allowlist", f"{ref} is allowlisted but was not mirrored: its pods would end in ImagePullBackOff."
+                )
+            )
         if published_images is not None and ref not in published_images:
-            problems.append(Problem("allowlist", f"{ref} is allowlisted but its profiles were not published to s3://{settings.bucket}/."))
+            problems.append(
+                Problem(
+                    "allowlist", f"{ref} is allowlisted but its profiles were not published to s3://{settings.bucket}/."
+                )
+            )
     return problems
 
 
 def raise_for_problems(problems: list[Problem]) -> None:
     if problems:
-        raise InputError("The DataRobot values are not right:\n" + "\n".join(f"- {p.field}: {p.message}" for p in problems),
-                         hint="Fix the parameters named above and build the values again.")  # fmt: skip
+        raise InputError(
+            "The DataRobot values are not right:\n" + "\n".join(f"- {p.field}: {p.message}" for p in problems),
+            hint="Fix the parameters named above and build the values again.",
+        )

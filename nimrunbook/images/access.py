@@ -33,7 +33,9 @@ class RegistryAccess:
     def __post_init__(self) -> None:
         for host, bundle in self.ca_bundles.items():
             if not os.path.isfile(bundle):
-                raise InputError(f"The CA bundle {bundle} for {host} does not exist.", hint="Give the registry CA's PEM file.")
+                raise InputError(
+                    f"The CA bundle {bundle} for {host} does not exist.", hint="Give the registry CA's PEM file."
+                )
         for _, secret in self.credentials.values():
             register_secret(secret)
 

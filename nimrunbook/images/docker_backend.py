@@ -53,7 +53,9 @@ class DockerBackend:
         repository, tag = ref.repository, ref.digest or ref.tag
         try:
             self._stream(
-                self.client.api.pull(repository, tag, stream=True, decode=True, auth_config=self.access.docker_auth(ref.registry)),
+                self.client.api.pull(
+                    repository, tag, stream=True, decode=True, auth_config=self.access.docker_auth(ref.registry)
+                ),
                 str(ref),
             )
         except docker.errors.APIError as exc:
@@ -63,10 +65,15 @@ class DockerBackend:
         try:
             self.client.images.get(source).tag(destination.repository, destination.tag)
             self._stream(
-                self.client.api.push(destination.repository, destination.tag, stream=True, decode=True,
-                                     auth_config=self.access.docker_auth(destination.registry)),
+                self.client.api.push(
+                    destination.repository,
+                    destination.tag,
+                    stream=True,
+                    decode=True,
+                    auth_config=self.access.docker_auth(destination.registry),
+                ),
                 str(destination),
-            )  # fmt: skip
+            )
         except docker.errors.APIError as exc:
             raise registry_failure(str(exc.explanation or exc), str(destination)) from None
 

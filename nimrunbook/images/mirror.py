@@ -67,7 +67,9 @@ def _backend(name: BackendName, access: RegistryAccess, docker_client=None):
 
 def _parse_all(refs: Sequence[str]) -> list[ImageRef]:
     if not refs:
-        raise InputError("No images given.", hint="Name at least one image, e.g. nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5.")
+        raise InputError(
+            "No images given.", hint="Name at least one image, e.g. nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5."
+        )
     return [ImageRef.parse(r) for r in refs]
 
 
@@ -122,7 +124,7 @@ def mirror(
         return ImageCopy(str(source), str(target), actual, "copied", engine.name, round(time.monotonic() - started, 3))
 
     with reporter, ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return list(pool.map(one, zip(images, targets)))
+        return list(pool.map(one, zip(images, targets, strict=True)))
 
 
 def registry_missing(ref: ImageRef):
@@ -175,12 +177,24 @@ def export(
                 if done.get(str(image), {}).get("digest") == expected:
                     result = ImageCopy(str(image), name, expected, "skipped", engine.name, 0.0)
                 else:
-                    written = engine.copy(f"docker://{image}", f"oci:{root / OCI_DIR}:{image}", image.registry, None, str(image))
+                    written = engine.copy(
+                        f"docker://{image}", f"oci:{root / OCI_DIR}:{image}", image.registry, None, str(image)
+                    )
                     _check_digest(expected, written, image)
-                    result = ImageCopy(str(image), name, written, "copied", engine.name, round(time.monotonic() - started, 3))
+                    result = ImageCopy(
+                        str(image), name, written, "copied", engine.name, round(time.monotonic() - started, 3)
+                    )
                 results.append(result)
                 done[str(image)] = result.as_dict()
-                _write_index(root, {"format": "nimrunbook.images", "version": 1, "backend": engine.name, "images": list(done.values())})
+                _write_index(
+                    root,
+                    {
+                        "format": "nimrunbook.images",
+                        "version": 1,
+                        "backend": engine.name,
+                        "images": list(done.values()),
+                    },
+                )
                 reporter.advance(1)
         else:
             started = time.monotonic()
@@ -189,11 +203,27 @@ def export(
             _check_space(root, sum(engine.image_bytes(str(i)) for i in images))
             engine.save([str(i) for i in images], root / ARCHIVE_NAME)
             for image in images:
-                results.append(ImageCopy(str(image), ARCHIVE_NAME, engine.digest(image), "copied", engine.name,
-                                         round(time.monotonic() - started, 3), engine.image_id(str(image))))  # fmt: skip
+                results.append(
+                    ImageCopy(
+                        str(image),
+                        ARCHIVE_NAME,
+                        engine.digest(image),
+                        "copied",
+                        engine.name,
+                        round(time.monotonic() - started, 3),
+                        engine.image_id(str(image)),
+                    )
+                )
                 reporter.advance(1)
-            _write_index(root, {"format": "nimrunbook.images", "version": 1, "backend": engine.name,
-                                "images": [r.as_dict() for r in results]})  # fmt: skip
+            _write_index(
+                root,
+                {
+                    "format": "nimrunbook.images",
+                    "version": 1,
+                    "backend": engine.name,
+                    "images": [r.as_dict() for r in results],
+                },
+            )
     return results
 
 
@@ -239,21 +269,34 @@ def import_(
         actual = engine.digest(target)
         _check_digest(entry["digest"], actual, target)
         reporter.advance(1)
-        return ImageCopy(entry["source"], str(target), actual, "copied", engine.name, round(time.monotonic() - started, 3))
+        return ImageCopy(
+            entry["source"], str(target), actual, "copied", engine.name, round(time.monotonic() - started, 3)
+        )
 
     with reporter:
         if isinstance(engine, SkopeoBackend):
             with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-                return list(pool.map(one, zip(entries, targets)))
+                return list(pool.map(one, zip(entries, targets, strict=True)))
         engine.load(root / ARCHIVE_NAME)
         results = []
-        for entry, target in zip(entries, targets):
+        for entry, target in zip(entries, targets, strict=True):
             started = time.monotonic()
             if engine.image_id(entry["source"]) != entry["image_id"]:
-                raise VerificationError(f"The archive's {entry['source']} is not the image that was exported.",
-                                        hint="The export was altered or mixed up; export it again.")  # fmt: skip
+                raise VerificationError(
+                    f"The archive's {entry['source']} is not the image that was exported.",
+                    hint="The export was altered or mixed up; export it again.",
+                )
             engine.push(entry["source"], target)
-            results.append(ImageCopy(entry["source"], str(target), engine.digest(target), "copied", engine.name,
-                                     round(time.monotonic() - started, 3), entry["image_id"]))  # fmt: skip
+            results.append(
+                ImageCopy(
+                    entry["source"],
+                    str(target),
+                    engine.digest(target),
+                    "copied",
+                    engine.name,
+                    round(time.monotonic() - started, 3),
+                    entry["image_id"],
+                )
+            )
             reporter.advance(1)
         return results

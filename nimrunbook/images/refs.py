@@ -37,7 +37,9 @@ class ImageRef:
                 hint="Write registry/path:tag, e.g. nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5.",
             )
         if not match.group("tag") and not match.group("digest"):
-            raise InputError(f"{text!r} names no tag.", hint="Name the NIM version, e.g. ...:1.8.5 (never rely on latest).")
+            raise InputError(
+                f"{text!r} names no tag.", hint="Name the NIM version, e.g. ...:1.8.5 (never rely on latest)."
+            )
         return cls(registry, match.group("path"), match.group("tag"), match.group("digest"))
 
     def __str__(self) -> str:
@@ -56,6 +58,8 @@ class ImageRef:
         """The same path and tag in another registry (a host, optionally with a path prefix)."""
         host, _, prefix = registry.strip().rstrip("/").partition("/")
         if not host:
-            raise InputError("No destination registry given.", hint="Name the internal registry, e.g. registry.example.com:5000.")
+            raise InputError(
+                "No destination registry given.", hint="Name the internal registry, e.g. registry.example.com:5000."
+            )
         path = f"{prefix}/{self.path}" if prefix else self.path
         return ImageRef(host, path, self.tag, None)

@@ -38,11 +38,15 @@ def dir_view_of_layout(layout: Path, ref_name: str, view: Path) -> None:
     transport reads any manifest byte for byte, so the digest survives.
     """
     index = json.loads((layout / "index.json").read_text())
-    matches = [m for m in index["manifests"] if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == ref_name]
+    matches = [
+        m for m in index["manifests"] if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == ref_name
+    ]
     if not matches:
         from nimrunbook.errors import VerificationError
 
-        raise VerificationError(f"The image layout {layout} has no image named {ref_name}.", hint="Export the image again.")
+        raise VerificationError(
+            f"The image layout {layout} has no image named {ref_name}.", hint="Export the image again."
+        )
     blobs = layout / "blobs" / "sha256"
     view.mkdir(parents=True, exist_ok=True)
     (view / "version").write_text("Directory Transport Version: 1.1\n")
@@ -96,8 +100,10 @@ class SkopeoBackend:
             tls = self._tls_options(stack, ref.registry, "")
             result = subprocess.run(
                 ["skopeo", "inspect", "--raw", f"--authfile={authfile}", *tls, f"docker://{ref}"],
-                capture_output=True, check=False, timeout=600,
-            )  # fmt: skip
+                capture_output=True,
+                check=False,
+                timeout=600,
+            )
         if result.returncode == 0:
             return result.stdout
         error = result.stderr.decode("utf-8", "replace")
@@ -116,9 +122,13 @@ class SkopeoBackend:
             return 0
         manifest = json.loads(raw)
         parts = [manifest.get("config", {}), *manifest.get("layers", [])]
-        return sum(int(p.get("size", 0)) for p in parts) + sum(int(m.get("size", 0)) for m in manifest.get("manifests", []))
+        return sum(int(p.get("size", 0)) for p in parts) + sum(
+            int(m.get("size", 0)) for m in manifest.get("manifests", [])
+        )
 
-    def copy(self, source: str, destination: str, source_host: str | None, destination_host: str | None, ref: str) -> str:
+    def copy(
+        self, source: str, destination: str, source_host: str | None, destination_host: str | None, ref: str
+    ) -> str:
         """``skopeo copy`` between transports (``docker://...``, ``oci:DIR:NAME``); returns the digest written."""
         with ExitStack() as stack, tempfile.TemporaryDirectory() as scratch:
             authfile = stack.enter_context(self.access.auth_file())

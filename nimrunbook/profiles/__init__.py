@@ -9,9 +9,16 @@ from nimrunbook.profiles.manifest import Manifest, ManifestFile, ManifestProfile
 from nimrunbook.profiles.names import NameFields, decode_name
 
 __all__ = [
-    "LISTING_COLUMNS", "Manifest", "ManifestFile", "ManifestProfile", "NameFields",
-    "decode_name", "enrich", "parse_listing", "parse_manifest",
-]  # fmt: skip
+    "LISTING_COLUMNS",
+    "Manifest",
+    "ManifestFile",
+    "ManifestProfile",
+    "NameFields",
+    "decode_name",
+    "enrich",
+    "parse_listing",
+    "parse_manifest",
+]
 
 
 def enrich(listing: pd.DataFrame, manifest: Manifest | None) -> pd.DataFrame:

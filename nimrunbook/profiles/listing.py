@@ -16,14 +16,26 @@ from nimrunbook.errors import ListingParseError
 from nimrunbook.profiles.names import decode_name, min_memory_from_hint
 
 LISTING_COLUMNS = [
-    "id", "name", "section", "lora_block", "engine", "gpu", "gpu_device", "precision", "tp", "pp",
-    "mode", "lora", "generic", "min_gpu_memory_gb", "requires", "id_truncated",
-]  # fmt: skip
+    "id",
+    "name",
+    "section",
+    "lora_block",
+    "engine",
+    "gpu",
+    "gpu_device",
+    "precision",
+    "tp",
+    "pp",
+    "mode",
+    "lora",
+    "generic",
+    "min_gpu_memory_gb",
+    "requires",
+    "id_truncated",
+]
 
 _ID = r"(?P<id>[0-9a-f]{64}|[0-9a-f]{4,63}(?:\.\.\.|…))"
-_ENTRY_RE = re.compile(
-    rf"^(?P<indent>\s*)-\s+{_ID}\s+\((?P<name>.*)\)\s*(?:\[(?P<requires>requires[^\]]*)\])?\s*$"
-)
+_ENTRY_RE = re.compile(rf"^(?P<indent>\s*)-\s+{_ID}\s+\((?P<name>.*)\)\s*(?:\[(?P<requires>requires[^\]]*)\])?\s*$")
 _RIVA_ENTRY_RE = re.compile(rf"^(?P<indent>\s*)-\s+{_ID}\s+-\s+(?P<name>\S.*?)\s*$")
 _BARE_RE = re.compile(r"^\s*(?P<id>[0-9a-f]{64}):\s+(?P<name>\S+)\s*$")
 _LORA_RE = re.compile(r"^(?P<indent>\s*)-\s+With LoRA support\s*:?", re.IGNORECASE)
@@ -87,8 +99,7 @@ def parse_listing(text: str) -> pd.DataFrame:
     if not rows:
         head = "\n".join(text.strip().splitlines()[:5]) or "(empty)"
         raise ListingParseError(
-            "No model profile found in the list-model-profiles output. It begins:\n"
-            f"{head}\n",
+            f"No model profile found in the list-model-profiles output. It begins:\n{head}\n",
             hint="Pass the complete standard output of `list-model-profiles` run in the NIM "
             "container (entries look like `- <64-hex id> (<name>)` or `<id>: <name>`).",
         )

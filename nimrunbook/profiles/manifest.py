@@ -20,9 +20,22 @@ from nimrunbook.gpus import gpu_token, pci_device_id
 from nimrunbook.profiles.names import GENERIC_ENGINES
 
 MANIFEST_COLUMNS = [
-    "id", "name", "engine", "gpu", "gpu_device", "precision", "tp", "pp", "mode", "lora", "generic",
-    "number_of_gpus", "trtllm_buildable", "product_name_regex", "files",
-]  # fmt: skip
+    "id",
+    "name",
+    "engine",
+    "gpu",
+    "gpu_device",
+    "precision",
+    "tp",
+    "pp",
+    "mode",
+    "lora",
+    "generic",
+    "number_of_gpus",
+    "trtllm_buildable",
+    "product_name_regex",
+    "files",
+]
 
 
 @dataclass(frozen=True)
@@ -216,11 +229,13 @@ def parse_manifest(text: str) -> Manifest:
             if isinstance(item, dict) and "id" in item:
                 profiles.append(_profile(item))
             elif isinstance(item, dict) and len(item) == 1:
-                (profile_id, entry), = item.items()
+                ((profile_id, entry),) = item.items()
                 profiles.append(_profile(entry or {}, profile_id))
         return Manifest("legacy", profiles)
-    if isinstance(document, dict) and document and all(
-        isinstance(v, dict) and ({"tags", "workspace", "model"} & set(v)) for v in document.values()
+    if (
+        isinstance(document, dict)
+        and document
+        and all(isinstance(v, dict) and ({"tags", "workspace", "model"} & set(v)) for v in document.values())
     ):
         return Manifest("v1", [_profile(entry, pid) for pid, entry in document.items()])
     raise ManifestParseError(

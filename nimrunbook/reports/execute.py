@@ -79,8 +79,16 @@ def load_parameters(files: list[str] | None, pairs: list[tuple[str, str]] | None
     return parameters
 
 
-def run_notebook(notebook: str | Path, run_dir: str | Path, parameters: dict | None = None, *, strict: bool = True,
-                 show_code: bool = False, kernel_name: str = "python3", cwd: str | Path | None = None) -> ExecutionResult:  # fmt: skip
+def run_notebook(
+    notebook: str | Path,
+    run_dir: str | Path,
+    parameters: dict | None = None,
+    *,
+    strict: bool = True,
+    show_code: bool = False,
+    kernel_name: str = "python3",
+    cwd: str | Path | None = None,
+) -> ExecutionResult:
     """Execute ``notebook`` into ``<run_dir>/notebooks`` and report into ``<run_dir>/reports``.
 
     ``strict``: a parameter the notebook does not have is an error (else it is passed over).
@@ -96,15 +104,26 @@ def run_notebook(notebook: str | Path, run_dir: str | Path, parameters: dict | N
     if not strict:  # one parameter file for a whole run: each notebook takes what it knows
         values = {name: value for name, value in values.items() if name in known}
     elif unknown:
-        raise InputError(f"{source.stem} has no parameter {', '.join(unknown)}.",
-                         hint=f"Its parameters: {', '.join(known)} (see `papermill --help-notebook {source}`).")  # fmt: skip
+        raise InputError(
+            f"{source.stem} has no parameter {', '.join(unknown)}.",
+            hint=f"Its parameters: {', '.join(known)} (see `papermill --help-notebook {source}`).",
+        )
     started = time.monotonic()
     error = None
     try:
         # The kernel's log lines (stdout/stderr streams) go to this terminal as they come; tables stay in the report.
-        papermill.execute_notebook(str(source), str(executed), parameters=values, kernel_name=kernel_name, log_output=False,
-                                   stdout_file=sys.stdout, stderr_file=sys.stderr, request_save_on_cell_execute=True,
-                                   progress_bar=False, cwd=str(cwd or Path.cwd()))  # fmt: skip
+        papermill.execute_notebook(
+            str(source),
+            str(executed),
+            parameters=values,
+            kernel_name=kernel_name,
+            log_output=False,
+            stdout_file=sys.stdout,
+            stderr_file=sys.stderr,
+            request_save_on_cell_execute=True,
+            progress_bar=False,
+            cwd=str(cwd or Path.cwd()),
+        )
     except papermill.PapermillExecutionError as exc:
         error = redact(f"cell {exc.exec_count} raised {exc.ename}: {exc.evalue}")
     except Exception as exc:  # noqa: BLE001 - a kernel that died, a notebook that cannot be read
@@ -117,7 +136,11 @@ def run_notebook(notebook: str | Path, run_dir: str | Path, parameters: dict | N
         record.step(source.stem, status="failed", error=error, seconds=seconds)
     elif record.read().get("steps", {}).get(source.stem, {}).get("status") != "ok":
         record.step(source.stem, status="ok", seconds=seconds)
-    report = export_html(executed, root / "reports" / f"{source.stem}.html", show_code=show_code) if executed.exists() else root / "index.html"
+    report = (
+        export_html(executed, root / "reports" / f"{source.stem}.html", show_code=show_code)
+        if executed.exists()
+        else root / "index.html"
+    )
     build_index(root)
     return ExecutionResult(source, executed, report, error is None, seconds, error)
 

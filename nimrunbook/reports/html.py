@@ -61,8 +61,9 @@ def export_html(notebook_path: str | Path, html_path: str | Path | None = None, 
     source = Path(notebook_path)
     target = Path(html_path) if html_path else source.with_suffix(".html")
     notebook = static_notebook(nbformat.read(source, as_version=4))
-    exporter = HTMLExporter(template_name="lab", exclude_input=not show_code, exclude_input_prompt=not show_code,
-                            exclude_output_prompt=True)  # fmt: skip
+    exporter = HTMLExporter(
+        template_name="lab", exclude_input=not show_code, exclude_input_prompt=not show_code, exclude_output_prompt=True
+    )
     exporter.mathjax_url = ""
     body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": source.stem}})
     body = _EXTERNAL_RE.sub("", body)
@@ -80,20 +81,26 @@ def build_index(run_dir: str | Path) -> Path:
     rows = []
     for name, step in sorted(steps.items()):
         report = root / "reports" / f"{name}.html"
-        link = f'<a href="reports/{html.escape(report.name)}">{html.escape(name)}</a>' if report.exists() else html.escape(name)
+        link = (
+            f'<a href="reports/{html.escape(report.name)}">{html.escape(name)}</a>'
+            if report.exists()
+            else html.escape(name)
+        )
         status = step.get("status", "?")
         detail = html.escape(str(step.get("error", "")))
-        rows.append(f"<tr class='{html.escape(status)}'><td>{link}</td><td>{html.escape(status)}</td>"
-                    f"<td>{html.escape(str(step.get('started', '')))}</td><td>{step.get('seconds', '')}</td><td>{detail}</td></tr>")  # fmt: skip
+        rows.append(
+            f"<tr class='{html.escape(status)}'><td>{link}</td><td>{html.escape(status)}</td>"
+            f"<td>{html.escape(str(step.get('started', '')))}</td><td>{step.get('seconds', '')}</td><td>{detail}</td></tr>"
+        )
     page = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>nimrunbook run {html.escape(root.name)}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}
 tr.ok td:nth-child(2){{color:#070}}tr.failed td:nth-child(2){{color:#b00;font-weight:bold}}</style></head>
 <body><h1>nimrunbook run: {html.escape(root.name)}</h1>
-<p>Run by {html.escape(str(record.get('user', '?')))} on {html.escape(str(record.get('host', '?')))};
-created {html.escape(str(record.get('created', '?')))}; tools {html.escape(json.dumps(record.get('tools', {})))}.</p>
+<p>Run by {html.escape(str(record.get("user", "?")))} on {html.escape(str(record.get("host", "?")))};
+created {html.escape(str(record.get("created", "?")))}; tools {html.escape(json.dumps(record.get("tools", {})))}.</p>
 <table><tr><th>step</th><th>status</th><th>started</th><th>seconds</th><th>error</th></tr>
-{''.join(rows)}
+{"".join(rows)}
 </table><p>The run record is <a href="run.json">run.json</a>.</p></body></html>
 """
     target = root / "index.html"
@@ -105,7 +112,9 @@ def rebuild_reports(run_dir: str | Path, *, show_code: bool = False) -> list[Pat
     """Re-export every executed notebook of the run, then the index."""
     root = Path(run_dir)
     (root / "reports").mkdir(parents=True, exist_ok=True)
-    written = [export_html(nb, root / "reports" / f"{nb.stem}.html", show_code=show_code)
-               for nb in sorted((root / "notebooks").glob("*.ipynb"))]  # fmt: skip
+    written = [
+        export_html(nb, root / "reports" / f"{nb.stem}.html", show_code=show_code)
+        for nb in sorted((root / "notebooks").glob("*.ipynb"))
+    ]
     written.append(build_index(root))
     return written

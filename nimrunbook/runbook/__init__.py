@@ -7,8 +7,13 @@ says: a widget bar in JupyterLab, log lines under papermill.
 """
 
 from nimrunbook.runbook.configure import (
-    build_and_check_values, check_credentials, datarobot_settings, refresh, run_objects, update_tag,
-)  # fmt: skip
+    build_and_check_values,
+    check_credentials,
+    datarobot_settings,
+    refresh,
+    run_objects,
+    update_tag,
+)
 from nimrunbook.runbook.inputs import bucket_keys, image_entries, recorded_s3_settings, registry_access, s3_settings
 from nimrunbook.runbook.inside import bundle_facts, import_bundle, verify_bundle
 from nimrunbook.runbook.planning import confirm_selection, gpu_inventory, make_picker, plan_images, show_inventory
@@ -17,8 +22,30 @@ from nimrunbook.runbook.session import Step, start
 from nimrunbook.runbook.transfer import create_bundle, download, mirror_images, publish_profiles
 
 __all__ = [
-    "Step", "bucket_keys", "build_and_check_values", "bundle_facts", "check_credentials", "confirm_selection", "create_bundle",
-    "datarobot_settings", "download", "gpu_inventory", "image_entries", "import_bundle", "make_picker", "mirror_images",
-    "plan_images", "publish_profiles", "recorded_s3_settings", "refresh", "registry_access", "run_checks", "run_objects", "s3_settings",
-    "show_inventory", "start", "update_tag", "verify_bundle",
-]  # fmt: skip
+    "Step",
+    "bucket_keys",
+    "build_and_check_values",
+    "bundle_facts",
+    "check_credentials",
+    "confirm_selection",
+    "create_bundle",
+    "datarobot_settings",
+    "download",
+    "gpu_inventory",
+    "image_entries",
+    "import_bundle",
+    "make_picker",
+    "mirror_images",
+    "plan_images",
+    "publish_profiles",
+    "recorded_s3_settings",
+    "refresh",
+    "registry_access",
+    "run_checks",
+    "run_objects",
+    "s3_settings",
+    "show_inventory",
+    "start",
+    "update_tag",
+    "verify_bundle",
+]

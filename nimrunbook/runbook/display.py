@@ -23,12 +23,16 @@ def _display(bundle: dict) -> None:
     display(bundle, raw=True)
 
 
-TABLE_STYLE = "<style>.nimrunbook-table td, .nimrunbook-table th {text-align: left !important; padding: 2px 8px}</style>"
+TABLE_STYLE = (
+    "<style>.nimrunbook-table td, .nimrunbook-table th {text-align: left !important; padding: 2px 8px}</style>"
+)
 
 
 def table_html(frame: pd.DataFrame, title: str | None = None) -> str:
     heading = f"<h4>{html.escape(title)}</h4>" if title else ""
-    return TABLE_STYLE + heading + frame.to_html(index=False, escape=True, border=0, classes="nimrunbook-table", na_rep="")
+    return (
+        TABLE_STYLE + heading + frame.to_html(index=False, escape=True, border=0, classes="nimrunbook-table", na_rep="")
+    )
 
 
 def show_table(frame: pd.DataFrame, title: str | None = None) -> None:
@@ -40,11 +44,13 @@ def show_record(kind: str, data: dict, frame: pd.DataFrame | None = None, title:
     """A record: an HTML table a person reads plus the JSON in :data:`RECORD_MIMETYPE`."""
     payload = json.loads(redact(json.dumps({"kind": kind, **data}, default=str)))
     body = table_html(frame, title) if frame is not None else f"<pre>{html.escape(json.dumps(payload, indent=2))}</pre>"
-    _display({
-        "text/html": f'<div class="nimrunbook-record" data-kind="{html.escape(kind)}">{redact(body)}</div>',
-        "text/plain": redact(frame.to_string(index=False)) if frame is not None else json.dumps(payload, indent=2),
-        RECORD_MIMETYPE: payload,
-    })  # fmt: skip
+    _display(
+        {
+            "text/html": f'<div class="nimrunbook-record" data-kind="{html.escape(kind)}">{redact(body)}</div>',
+            "text/plain": redact(frame.to_string(index=False)) if frame is not None else json.dumps(payload, indent=2),
+            RECORD_MIMETYPE: payload,
+        }
+    )
 
 
 def show_text(text: str, title: str | None = None) -> None:

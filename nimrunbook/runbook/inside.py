@@ -17,16 +17,32 @@ from nimrunbook.store import S3Settings
 
 def verify_bundle(step: Step, bundle_dir: str, public_key: str = "") -> bundle.VerificationReport:
     """Verify and record; a failed bundle stops the notebook here, with the record written."""
-    report = bundle.verify(bundle_dir, public_key=public_key or None, record_dir=step.run_dir / "verification", progress=step.progress)
+    report = bundle.verify(
+        bundle_dir, public_key=public_key or None, record_dir=step.run_dir / "verification", progress=step.progress
+    )
     frame = pd.DataFrame([c.__dict__ for c in report.checks], columns=["path", "status", "detail"])
     frame = pd.concat([frame[frame["status"] != "ok"], frame[frame["status"] == "ok"]])  # problems first
-    show_record("verification", report.as_dict(), frame,
-                f"Bundle verification: {'PASSED' if report.ok else 'FAILED'}; signature {report.signature}; "
-                f"{len(report.checks)} files checked; bundle id {report.bundle_id}")  # fmt: skip
-    show_text(f"Checked {report.checked_at} on {report.host} by {report.user} with {report.tool}.\n"
-              f"Record: {report.record_json} and {report.record_text}", "Verification record")
-    step.save(verification={"ok": report.ok, "bundle_id": report.bundle_id, "signature": report.signature,
-                            "counts": report.counts(), "record": report.record_json})  # fmt: skip
+    show_record(
+        "verification",
+        report.as_dict(),
+        frame,
+        f"Bundle verification: {'PASSED' if report.ok else 'FAILED'}; signature {report.signature}; "
+        f"{len(report.checks)} files checked; bundle id {report.bundle_id}",
+    )
+    show_text(
+        f"Checked {report.checked_at} on {report.host} by {report.user} with {report.tool}.\n"
+        f"Record: {report.record_json} and {report.record_text}",
+        "Verification record",
+    )
+    step.save(
+        verification={
+            "ok": report.ok,
+            "bundle_id": report.bundle_id,
+            "signature": report.signature,
+            "counts": report.counts(),
+            "record": report.record_json,
+        }
+    )
     report.raise_for_failure()
     return report
 
@@ -36,20 +52,45 @@ def bundle_facts(bundle_dir: str) -> dict:
     return json.loads((Path(bundle_dir) / layout.MANIFEST).read_text())
 
 
-def import_bundle(step: Step, bundle_dir: str, internal_registry: str, settings: S3Settings, access: RegistryAccess,
-                  *, public_key: str = "", workers: int = 8) -> bundle.ImportResult:  # fmt: skip
-    result = bundle.import_(bundle_dir, registry=internal_registry, settings=settings, access=access, public_key=public_key or None,
-                            workers=workers, record_dir=step.run_dir / "verification", progress=step.progress)  # fmt: skip
+def import_bundle(
+    step: Step,
+    bundle_dir: str,
+    internal_registry: str,
+    settings: S3Settings,
+    access: RegistryAccess,
+    *,
+    public_key: str = "",
+    workers: int = 8,
+) -> bundle.ImportResult:
+    result = bundle.import_(
+        bundle_dir,
+        registry=internal_registry,
+        settings=settings,
+        access=access,
+        public_key=public_key or None,
+        workers=workers,
+        record_dir=step.run_dir / "verification",
+        progress=step.progress,
+    )
     images = pd.DataFrame([i.as_dict() for i in result.images], columns=["source", "destination", "digest", "status"])
-    show_record("import-images", {"images": [i.as_dict() for i in result.images]}, images, "Images in the internal registry")
+    show_record(
+        "import-images", {"images": [i.as_dict() for i in result.images]}, images, "Images in the internal registry"
+    )
     if result.upload is not None:
-        show_record("import-profiles", {"counts": result.upload.counts()}, result.upload.table[["key", "size", "status"]],
-                    f"Profiles in s3://{settings.bucket}/ (verified against the bundle)")  # fmt: skip
+        show_record(
+            "import-profiles",
+            {"counts": result.upload.counts()},
+            result.upload.table[["key", "size", "status"]],
+            f"Profiles in s3://{settings.bucket}/ (verified against the bundle)",
+        )
     facts = bundle_facts(bundle_dir)
     step.save(
         mirror={"registry": internal_registry, "images": [i.as_dict() for i in result.images]},
-        publish={"settings": settings.record(), "images": {ref: {"from_bundle": True} for ref in facts["inside"].get("allowlist", [])}},
+        publish={
+            "settings": settings.record(),
+            "images": {ref: {"from_bundle": True} for ref in facts["inside"].get("allowlist", [])},
+        },
         bundle={"path": str(Path(bundle_dir).resolve()), "bundle_id": result.verification.bundle_id},
         selection=facts["inside"].get("selection", {}),
-    )  # fmt: skip
+    )
     return result

@@ -23,8 +23,10 @@ def initial_ticks(plan: pd.DataFrame, wanted: str | Sequence[str]) -> set[str]:
     """``"auto"``: what the rules selected; a list: those ids (an id the image lacks is an error)."""
     if isinstance(wanted, str):
         if wanted != "auto":
-            raise InputError(f"selected_profiles={wanted!r} is neither 'auto' nor a list of profile ids.",
-                             hint='Use "auto" for the selection rules, or a list of 64-hex profile ids.')  # fmt: skip
+            raise InputError(
+                f"selected_profiles={wanted!r} is neither 'auto' nor a list of profile ids.",
+                hint='Use "auto" for the selection rules, or a list of 64-hex profile ids.',
+            )
         return set(plan.loc[plan["selected"], "id"])
     ids = set(plan["id"])
     chosen = {i for i in wanted if i in ids}
@@ -33,6 +35,7 @@ def initial_ticks(plan: pd.DataFrame, wanted: str | Sequence[str]) -> set[str]:
 
 def rows(plan: pd.DataFrame, sizes: Mapping[str, int] | None = None) -> pd.DataFrame:
     """The picker's table: one row per profile, as a person reads it."""
+
     def tp_pp(row) -> str:
         tp, pp = row.get("tp"), row.get("pp")
         return "" if pd.isna(tp) else f"{int(tp)}/{'' if pd.isna(pp) else int(pp)}"
@@ -56,8 +59,12 @@ def rows(plan: pd.DataFrame, sizes: Mapping[str, int] | None = None) -> pd.DataF
 class ProfilePicker:
     """Checkbox table per image, with filters, a running total and the selected ids."""
 
-    def __init__(self, plans: Mapping[str, pd.DataFrame], initial: Mapping[str, set[str]],
-                 sizes: Mapping[str, Mapping[str, int]] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        plans: Mapping[str, pd.DataFrame],
+        initial: Mapping[str, set[str]],
+        sizes: Mapping[str, Mapping[str, int]] | None = None,
+    ) -> None:
         import ipywidgets as w
 
         self.plans = dict(plans)
@@ -67,15 +74,20 @@ class ProfilePicker:
         for image, plan in self.plans.items():
             table = rows(plan, self.sizes.get(image))
             cells = [w.HTML(f"<b>{html.escape(c)}</b>") for c in ["use", *COLUMNS]]
-            for (_, row), profile_id in zip(table.iterrows(), plan["id"]):
-                box = w.Checkbox(value=profile_id in initial.get(image, set()), indent=False,
-                                 description="", layout=w.Layout(width="2em"))  # fmt: skip
+            for (_, row), profile_id in zip(table.iterrows(), plan["id"], strict=True):
+                box = w.Checkbox(
+                    value=profile_id in initial.get(image, set()),
+                    indent=False,
+                    description="",
+                    layout=w.Layout(width="2em"),
+                )
                 box.observe(self._changed, names="value")
                 line = [box, *(w.HTML(html.escape(str(row[c]))) for c in COLUMNS)]
                 self.boxes.setdefault(image, []).append((profile_id, box, line))
                 cells += line
-            grid = w.GridBox(cells, layout=w.Layout(grid_template_columns=f"2.5em repeat({len(COLUMNS)}, auto)",
-                                                    grid_gap="0 12px"))  # fmt: skip
+            grid = w.GridBox(
+                cells, layout=w.Layout(grid_template_columns=f"2.5em repeat({len(COLUMNS)}, auto)", grid_gap="0 12px")
+            )
             sections.append(w.VBox([w.HTML(f"<h4>{html.escape(image)}</h4>"), grid]))
         every = pd.concat(self.plans.values()) if self.plans else pd.DataFrame(columns=["gpu", "engine", "precision"])
 
@@ -150,8 +162,14 @@ class ProfilePicker:
         from IPython.display import display
 
         view = {"version_major": 2, "version_minor": 0, "model_id": self.widget.model_id}
-        display({"application/vnd.jupyter.widget-view+json": view, "text/html": self.static_html(),
-                 "text/plain": "profile picker (interactive in JupyterLab)"}, raw=True)  # fmt: skip
+        display(
+            {
+                "application/vnd.jupyter.widget-view+json": view,
+                "text/html": self.static_html(),
+                "text/plain": "profile picker (interactive in JupyterLab)",
+            },
+            raw=True,
+        )
 
 
 def resolve_selection(

@@ -10,9 +10,13 @@ import pandas as pd
 
 from nimrunbook.engine import docker_client
 from nimrunbook.gpus import (
-    Inventory, inventory_from_cluster, inventory_from_local_host, inventory_from_node_labels, inventory_from_nvidia_smi,
+    Inventory,
+    inventory_from_cluster,
+    inventory_from_local_host,
+    inventory_from_node_labels,
+    inventory_from_nvidia_smi,
     inventory_from_text,
-)  # fmt: skip
+)
 from nimrunbook.nim import list_profiles, pull_image, read_manifest
 from nimrunbook.profiles import enrich, parse_manifest
 from nimrunbook.runbook.display import show_record, show_table
@@ -24,7 +28,9 @@ from nimrunbook.selection import select_profiles
 log = logging.getLogger(__name__)
 
 
-def gpu_inventory(gpus: str = "", nvidia_smi_file: str = "", node_labels_file: str = "", kubeconfig: str = "") -> Inventory:
+def gpu_inventory(
+    gpus: str = "", nvidia_smi_file: str = "", node_labels_file: str = "", kubeconfig: str = ""
+) -> Inventory:
     """The cluster's GPUs from the first source given; none given means this host's nvidia-smi."""
     if gpus:
         return inventory_from_text(gpus)
@@ -69,9 +75,16 @@ def plan_images(
         (folder / "model_manifest.yaml").write_text(raw_manifest)
         plan = select_profiles(enrich(listing, manifest), inventory, lora=lora)
         plans[ref] = plan
-        recorded[ref] = {"image_id": image_id, "folder": str(folder), "profiles": len(plan), "rules_selected": int(plan["selected"].sum())}
-        show_table(plan[["id", "name", "section", "selected", "reason"]].assign(id=plan["id"].str.slice(0, 12)),
-                   f"{ref}: {int(plan['selected'].sum())} of {len(plan)} profiles selected by the rules")  # fmt: skip
+        recorded[ref] = {
+            "image_id": image_id,
+            "folder": str(folder),
+            "profiles": len(plan),
+            "rules_selected": int(plan["selected"].sum()),
+        }
+        show_table(
+            plan[["id", "name", "section", "selected", "reason"]].assign(id=plan["id"].str.slice(0, 12)),
+            f"{ref}: {int(plan['selected'].sum())} of {len(plan)} profiles selected by the rules",
+        )
     step.save(images=recorded)
     return plans
 
@@ -97,8 +110,13 @@ def make_picker(plans: Mapping[str, pd.DataFrame], images, selected_profiles) ->
     return ProfilePicker(plans, {ref: initial_ticks(plan, wanted[ref]) for ref, plan in plans.items()})
 
 
-def confirm_selection(step: Step, plans: Mapping[str, pd.DataFrame], picker: ProfilePicker | None,
-                      images=(), selected_profiles: str | Sequence[str] | Mapping = "auto") -> dict[str, list[str]]:  # fmt: skip
+def confirm_selection(
+    step: Step,
+    plans: Mapping[str, pd.DataFrame],
+    picker: ProfilePicker | None,
+    images=(),
+    selected_profiles: str | Sequence[str] | Mapping = "auto",
+) -> dict[str, list[str]]:
     """Record the final selection (the picker's ticks, or the parameters') as a static table plus a JSON record."""
     chosen = resolve_selection(plans, wanted_selection(plans, images or list(plans), selected_profiles), picker)
     entries, rows = {}, []
@@ -118,8 +136,10 @@ def load_plan_facts(step: Step) -> tuple[dict, dict]:
     if not facts.get("selection"):
         from nimrunbook.errors import InputError
 
-        raise InputError(f"The run directory {step.run_dir} has no profile selection yet.",
-                         hint="Run 01_plan_profiles with the same run_dir first.")  # fmt: skip
+        raise InputError(
+            f"The run directory {step.run_dir} has no profile selection yet.",
+            hint="Run 01_plan_profiles with the same run_dir first.",
+        )
     return facts.get("images", {}), facts["selection"]
 
 

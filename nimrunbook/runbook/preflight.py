@@ -22,9 +22,18 @@ def _row(check: str, status: str, detail: str, fix: str = "") -> dict:
     return {"check": check, "status": status, "detail": detail, "fix": fix}
 
 
-def run_checks(step: Step, *, docker_host: str = "", cache_dir: str = "", min_free_gb: float = 0, images: Sequence[str] = (),
-               access: RegistryAccess | None = None, registries: Sequence[str] = (), settings: S3Settings | None = None,
-               tools: Sequence[str] = ("skopeo", "ssh-keygen", "sha256sum")) -> pd.DataFrame:  # fmt: skip
+def run_checks(
+    step: Step,
+    *,
+    docker_host: str = "",
+    cache_dir: str = "",
+    min_free_gb: float = 0,
+    images: Sequence[str] = (),
+    access: RegistryAccess | None = None,
+    registries: Sequence[str] = (),
+    settings: S3Settings | None = None,
+    tools: Sequence[str] = ("skopeo", "ssh-keygen", "sha256sum"),
+) -> pd.DataFrame:
     """Run every check that applies to the parameters given; fail at the end, naming each problem."""
     rows = []
     try:
@@ -39,18 +48,38 @@ def run_checks(step: Step, *, docker_host: str = "", cache_dir: str = "", min_fr
         target.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(target).free
         ok = free >= min_free_gb * 1e9
-        rows.append(_row("disk space", "ok" if ok else "fail", f"{human_bytes(free)} free at {target}",
-                         "" if ok else f"Free space: {min_free_gb} GB wanted."))  # fmt: skip
+        rows.append(
+            _row(
+                "disk space",
+                "ok" if ok else "fail",
+                f"{human_bytes(free)} free at {target}",
+                "" if ok else f"Free space: {min_free_gb} GB wanted.",
+            )
+        )
     for tool in tools:
         found = shutil.which(tool)
-        rows.append(_row(f"tool {tool}", "ok" if found else "warn", found or "not installed", "" if found else f"apt-get install {tool}"))
+        rows.append(
+            _row(
+                f"tool {tool}",
+                "ok" if found else "warn",
+                found or "not installed",
+                "" if found else f"apt-get install {tool}",
+            )
+        )
     access = access or RegistryAccess()
     if images:
         engine = _backend("auto", access)
         for ref in images:
             try:
                 digest = engine.digest(ImageRef.parse(ref))
-                rows.append(_row(f"image {ref}", "ok" if digest else "fail", digest or "not found", "" if digest else "Check the tag."))
+                rows.append(
+                    _row(
+                        f"image {ref}",
+                        "ok" if digest else "fail",
+                        digest or "not found",
+                        "" if digest else "Check the tag.",
+                    )
+                )
             except NimRunbookError as error:
                 rows.append(_row(f"image {ref}", "fail", error.message, error.hint or ""))
     for registry in registries:
@@ -68,5 +97,7 @@ def run_checks(step: Step, *, docker_host: str = "", cache_dir: str = "", min_fr
     step.save(preflight={"checks": rows})
     failed = frame[frame["status"] == "fail"]
     if len(failed):
-        raise PreflightError("Preflight failed:\n" + "\n".join(f"- {r.check}: {r.detail} {r.fix}".rstrip() for r in failed.itertuples()))
+        raise PreflightError(
+            "Preflight failed:\n" + "\n".join(f"- {r.check}: {r.detail} {r.fix}".rstrip() for r in failed.itertuples())
+        )
     return frame

@@ -16,7 +16,7 @@ import os
 import platform
 import socket
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib import metadata
 from pathlib import Path
 
@@ -31,10 +31,8 @@ SECRET_WORDS = ("key", "secret", "password", "token")
 def tool_versions() -> dict[str, str]:
     versions = {"nimrunbook": __version__, "python": platform.python_version()}
     for package in ("pandas", "boto3", "docker", "papermill", "nbconvert", "ipywidgets"):
-        try:
+        with suppress(metadata.PackageNotFoundError):
             versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
     return versions
 
 
@@ -81,9 +79,14 @@ class RunRecord:
         """
         with self._locked():
             record = self.read() or {
-                "format": FORMAT, "version": 1, "created": _now(), "user": getpass.getuser(),
-                "host": socket.gethostname(), "tools": tool_versions(), "steps": {},
-            }  # fmt: skip
+                "format": FORMAT,
+                "version": 1,
+                "created": _now(),
+                "user": getpass.getuser(),
+                "host": socket.gethostname(),
+                "tools": tool_versions(),
+                "steps": {},
+            }
             for name, value in sections.items():
                 if name == "steps":  # merged field by field: a step's later fields keep its earlier ones
                     for step, fields in value.items():

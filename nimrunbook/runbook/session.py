@@ -51,9 +51,12 @@ class Step:
     def done(self, **results) -> None:
         """Mark the step complete in the run record, with its results and timing."""
         self.record.step(
-            self.name, status="ok", finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            seconds=round(time.monotonic() - self.started, 3), results=results,
-        )  # fmt: skip
+            self.name,
+            status="ok",
+            finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            seconds=round(time.monotonic() - self.started, 3),
+            results=results,
+        )
 
 
 def start(name: str, run_dir: str | Path, progress: ProgressMode = "widget", **parameters) -> Step:
@@ -61,11 +64,18 @@ def start(name: str, run_dir: str | Path, progress: ProgressMode = "widget", **p
     if progress not in ("widget", "log", "none"):
         from nimrunbook.errors import InputError
 
-        raise InputError(f"progress={progress!r} is not one of widget, log, none.",
-                         hint='Use "widget" in JupyterLab and "log" under papermill (nimrunbook run sets it).')  # fmt: skip
+        raise InputError(
+            f"progress={progress!r} is not one of widget, log, none.",
+            hint='Use "widget" in JupyterLab and "log" under papermill (nimrunbook run sets it).',
+        )
     _log_to_stdout()
     step = Step(name, Path(run_dir).resolve(), progress, parameters)
-    step.record.step(name, status="started", started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                     parameters=public_parameters(parameters), secrets_present=secrets_in_environment())  # fmt: skip
+    step.record.step(
+        name,
+        status="started",
+        started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        parameters=public_parameters(parameters),
+        secrets_present=secrets_in_environment(),
+    )
     logging.getLogger("nimrunbook").info("step %s: run directory %s", name, step.run_dir)
     return step

@@ -24,12 +24,20 @@ from nimrunbook.store.upload import require_verified
 log = logging.getLogger(__name__)
 
 
-def mirror_images(step: Step, internal_registry: str, access: RegistryAccess, *, backend: str = "auto", workers: int = 2) -> pd.DataFrame:
+def mirror_images(
+    step: Step, internal_registry: str, access: RegistryAccess, *, backend: str = "auto", workers: int = 2
+) -> pd.DataFrame:
     images, _ = load_plan_facts(step)
-    copies = mirror(list(images), internal_registry, access=access, backend=backend, workers=workers, progress=step.progress)
+    copies = mirror(
+        list(images), internal_registry, access=access, backend=backend, workers=workers, progress=step.progress
+    )
     frame = pd.DataFrame([c.as_dict() for c in copies])
-    show_record("mirror", {"images": [c.as_dict() for c in copies]}, frame[["source", "destination", "digest", "status"]],
-                "Mirrored images (digests checked at both ends)")  # fmt: skip
+    show_record(
+        "mirror",
+        {"images": [c.as_dict() for c in copies]},
+        frame[["source", "destination", "digest", "status"]],
+        "Mirrored images (digests checked at both ends)",
+    )
     step.save(mirror={"registry": internal_registry, "images": [c.as_dict() for c in copies]})
     return frame
 
@@ -38,8 +46,15 @@ def _cache_journal(cache_dir: str | Path) -> HashJournal:
     return HashJournal(Path(cache_dir) / ".nimrunbook-sha256.jsonl")
 
 
-def download(step: Step, cache_dir: str, *, ngc_api_key_env: str = "NGC_API_KEY", network_mode: str = "host",
-             container_environment: Mapping[str, str] | None = None, docker_host: str = "") -> pd.DataFrame:  # fmt: skip
+def download(
+    step: Step,
+    cache_dir: str,
+    *,
+    ngc_api_key_env: str = "NGC_API_KEY",
+    network_mode: str = "host",
+    container_environment: Mapping[str, str] | None = None,
+    docker_host: str = "",
+) -> pd.DataFrame:
     """download-to-cache for every image's selected profiles, into one cache."""
     _, selection = load_plan_facts(step)
     client = docker_client(docker_host or None)
@@ -48,13 +63,26 @@ def download(step: Step, cache_dir: str, *, ngc_api_key_env: str = "NGC_API_KEY"
         ids = [e["id"] for e in entries]
         if not ids:
             continue
-        summary = download_profiles(client, ref, ids, cache_dir, ngc_api_key=secret_from(ngc_api_key_env),
-                                    manifest=manifest_of(step, ref), network_mode=network_mode,
-                                    environment=dict(container_environment or {}), progress=step.progress)  # fmt: skip
+        summary = download_profiles(
+            client,
+            ref,
+            ids,
+            cache_dir,
+            ngc_api_key=secret_from(ngc_api_key_env),
+            manifest=manifest_of(step, ref),
+            network_mode=network_mode,
+            environment=dict(container_environment or {}),
+            progress=step.progress,
+        )
         summaries.append(summary.as_dict())
     frame = pd.DataFrame(summaries, columns=["image", "profiles", "files", "bytes", "seconds"])
     frame["profiles"] = frame["profiles"].map(len)
-    show_record("download", {"downloads": summaries, "cache_dir": str(Path(cache_dir).resolve())}, frame, "Downloaded into the NIM cache")
+    show_record(
+        "download",
+        {"downloads": summaries, "cache_dir": str(Path(cache_dir).resolve())},
+        frame,
+        "Downloaded into the NIM cache",
+    )
     step.save(download={"cache_dir": str(Path(cache_dir).resolve()), "summaries": summaries})
     return frame
 
@@ -66,7 +94,9 @@ def _plans(step: Step, cache_dir: str):
             yield ref, entries, plan_publish(manifest_of(step, ref), cache_dir, [e["id"] for e in entries], image=ref)
 
 
-def publish_profiles(step: Step, cache_dir: str, settings: S3Settings, *, workers: int = 8, preflight: bool = True) -> pd.DataFrame:
+def publish_profiles(
+    step: Step, cache_dir: str, settings: S3Settings, *, workers: int = 8, preflight: bool = True
+) -> pd.DataFrame:
     """Process each image's profiles into the NIM layout (hard links), upload them in parallel, verify the bucket."""
     if preflight:
         report = run_preflight(settings)
@@ -76,25 +106,50 @@ def publish_profiles(step: Step, cache_dir: str, settings: S3Settings, *, worker
     for ref, entries, plan in _plans(step, cache_dir):
         directory = step.run_dir / "profiles" / slug(ref)
         journal = _cache_journal(cache_dir)  # digests by file identity: shared by the cache, its links and later steps
-        process_to_directory(plan, directory, image=ref, profile_names={e["id"]: e["name"] for e in entries}, journal=journal,
-                             progress=step.progress)  # fmt: skip
+        process_to_directory(
+            plan,
+            directory,
+            image=ref,
+            profile_names={e["id"]: e["name"] for e in entries},
+            journal=journal,
+            progress=step.progress,
+        )
         result = publish(plan.objects, settings, workers=workers, journal=journal, progress=step.progress)
         table = result.table.assign(image=ref)
         tables.append(table)
         result.raise_for_failures()
         check = verify(plan.objects, settings, workers=workers, progress=step.progress)
         require_verified(check)
-        published[ref] = {"directory": str(directory), "objects": len(plan.objects), "bytes": plan.total_bytes, **result.counts()}
+        published[ref] = {
+            "directory": str(directory),
+            "objects": len(plan.objects),
+            "bytes": plan.total_bytes,
+            **result.counts(),
+        }
     frame = pd.concat(tables) if tables else pd.DataFrame(columns=["image", "key", "size", "status", "detail"])
-    show_record("publish", {"bucket": settings.record(), "published": published}, frame[["image", "key", "size", "status"]],
-                f"Published to s3://{settings.bucket}/ (every object verified)")  # fmt: skip
+    show_record(
+        "publish",
+        {"bucket": settings.record(), "published": published},
+        frame[["image", "key", "size", "status"]],
+        f"Published to s3://{settings.bucket}/ (every object verified)",
+    )
     step.save(publish={"settings": settings.record(), "warnings": settings.warnings, "images": published})
     return frame
 
 
-def create_bundle(step: Step, bundle_dir: str, cache_dir: str, access: RegistryAccess, *, inside: Mapping | None = None,
-                  sign_key: str = "", part_size: int = 0, fat32: bool = False, have_file: str = "",
-                  backend: str = "auto") -> bundle.BundleResult:  # fmt: skip
+def create_bundle(
+    step: Step,
+    bundle_dir: str,
+    cache_dir: str,
+    access: RegistryAccess,
+    *,
+    inside: Mapping | None = None,
+    sign_key: str = "",
+    part_size: int = 0,
+    fat32: bool = False,
+    have_file: str = "",
+    backend: str = "auto",
+) -> bundle.BundleResult:
     """Everything the inside needs, on the media: images, profiles, manifest, checksums, signature."""
     import json
 
@@ -108,13 +163,47 @@ def create_bundle(step: Step, bundle_dir: str, cache_dir: str, access: RegistryA
     names = {e["id"]: e["name"] for entries in selection.values() for e in entries}
     have = json.loads(Path(have_file).read_text()) if have_file else None
     inside_settings = {**(inside or {}), "allowlist": list(images), "selection": selection}
-    result = bundle.create(bundle_dir, images=list(images), plan=merged, profile_names=names, inside=inside_settings,
-                           have=have, sign_key=sign_key or None, part_size=FAT32_PART_SIZE if fat32 else (part_size or None),
-                           access=access, image_backend=backend, journal=_cache_journal(cache_dir), progress=step.progress)  # fmt: skip
-    frame = pd.DataFrame([{"bundle": str(result.path), "files": result.files, "bytes": result.bytes, "signed": result.signed,
-                           "objects written": result.objects_written, "objects already there": result.objects_skipped,
-                           "images left out": len(result.left_out["images"]), "objects left out": len(result.left_out["objects"])}])  # fmt: skip
-    show_record("bundle", {"path": str(result.path), "signed": result.signed, "left_out": result.left_out}, frame, "Bundle written")
-    step.save(bundle={"path": str(result.path), "files": result.files, "bytes": result.bytes, "signed": result.signed,
-                      "left_out": result.left_out})  # fmt: skip
+    result = bundle.create(
+        bundle_dir,
+        images=list(images),
+        plan=merged,
+        profile_names=names,
+        inside=inside_settings,
+        have=have,
+        sign_key=sign_key or None,
+        part_size=FAT32_PART_SIZE if fat32 else (part_size or None),
+        access=access,
+        image_backend=backend,
+        journal=_cache_journal(cache_dir),
+        progress=step.progress,
+    )
+    frame = pd.DataFrame(
+        [
+            {
+                "bundle": str(result.path),
+                "files": result.files,
+                "bytes": result.bytes,
+                "signed": result.signed,
+                "objects written": result.objects_written,
+                "objects already there": result.objects_skipped,
+                "images left out": len(result.left_out["images"]),
+                "objects left out": len(result.left_out["objects"]),
+            }
+        ]
+    )
+    show_record(
+        "bundle",
+        {"path": str(result.path), "signed": result.signed, "left_out": result.left_out},
+        frame,
+        "Bundle written",
+    )
+    step.save(
+        bundle={
+            "path": str(result.path),
+            "files": result.files,
+            "bytes": result.bytes,
+            "signed": result.signed,
+            "left_out": result.left_out,
+        }
+    )
     return result

@@ -34,8 +34,16 @@ from nimrunbook.standin import build_standin_image
 log = logging.getLogger(__name__)
 
 DEMO_KEY = "demo-ngc-key"  # the stand-in only checks that a key is set
-ONLINE = ("00_preflight", "01_plan_profiles", "02_mirror_images", "03_download_profiles", "04_publish_profiles",
-          "05_create_bundle", "07_configure_datarobot", "08_update_nim_tags")  # fmt: skip
+ONLINE = (
+    "00_preflight",
+    "01_plan_profiles",
+    "02_mirror_images",
+    "03_download_profiles",
+    "04_publish_profiles",
+    "05_create_bundle",
+    "07_configure_datarobot",
+    "08_update_nim_tags",
+)
 INSIDE = ("06_verify_and_import_bundle", "07_configure_datarobot")
 
 
@@ -51,8 +59,10 @@ class Sandbox:
     def start(self, weight_bytes: int) -> Sandbox:
         self.root.mkdir(parents=True, exist_ok=True)
         if not ensure_hosts_entries():
-            raise NimRunbookError("The sandbox's S3 bucket names do not resolve, and /etc/hosts cannot be changed here.",
-                                  hint="Run as root, or add these lines to /etc/hosts:\n" + "\n".join(hosts_lines()))  # fmt: skip
+            raise NimRunbookError(
+                "The sandbox's S3 bucket names do not resolve, and /etc/hosts cannot be changed here.",
+                hint="Run as root, or add these lines to /etc/hosts:\n" + "\n".join(hosts_lines()),
+            )
         self.engine = ensure_engine()
         os.environ["DOCKER_HOST"] = self.engine.docker_host
         import docker
@@ -84,31 +94,58 @@ class Sandbox:
         credentials.write_text(f"[reader]\naws_access_key_id = {reader[0]}\naws_secret_access_key = {reader[1]}\n")
         signing_key = self.root / "bundle-signing-key"
         if not signing_key.exists():
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "nimrunbook demo", "-f", str(signing_key)], check=True)
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "nimrunbook demo", "-f", str(signing_key)],
+                check=True,
+            )
         self.environment = {
-            "DOCKER_HOST": self.engine.docker_host, "NGC_API_KEY": DEMO_KEY, "AWS_ACCESS_KEY_ID": admin[0],
-            "AWS_SECRET_ACCESS_KEY": admin[1], "AWS_SHARED_CREDENTIALS_FILE": str(credentials),
-        }  # fmt: skip
+            "DOCKER_HOST": self.engine.docker_host,
+            "NGC_API_KEY": DEMO_KEY,
+            "AWS_ACCESS_KEY_ID": admin[0],
+            "AWS_SECRET_ACCESS_KEY": admin[1],
+            "AWS_SHARED_CREDENTIALS_FILE": str(credentials),
+        }
         registry_ca = {internal.host: str(certs.ca_bundle), inside.host: str(certs.ca_bundle)}
         self.parameters = {
-            "images": images[:1], "gpus": "L40S, A10G", "lora": False, "cache_dir": str(self.root / "nim-cache"),
-            "internal_registry": internal.host, "registry_ca": registry_ca, "registry_insecure": [ngc.host],
-            "s3_bucket": "nim-demo", "s3_endpoint_url": s3.endpoint_url, "s3_ca_bundle": str(s3.certs.ca_bundle),
-            "network_mode": "none", "container_environment": {"NIM_STANDIN_WEIGHT_BYTES": str(weight_bytes)},
-            "bundle_dir": str(self.root / "media" / "nim-bundle"), "sign_key": str(signing_key),
-            "inside_registry": inside.host, "inside_bucket": "nim-demo-inside", "inside_endpoint_url": s3.endpoint_url,
-            "namespace": "datarobot", "readonly_aws_profile": "reader", "old_image": images[0], "new_image": images[1],
-            "values_file": str(self.root / "datarobot-values.yaml"), "write_values": True,
-        }  # fmt: skip
+            "images": images[:1],
+            "gpus": "L40S, A10G",
+            "lora": False,
+            "cache_dir": str(self.root / "nim-cache"),
+            "internal_registry": internal.host,
+            "registry_ca": registry_ca,
+            "registry_insecure": [ngc.host],
+            "s3_bucket": "nim-demo",
+            "s3_endpoint_url": s3.endpoint_url,
+            "s3_ca_bundle": str(s3.certs.ca_bundle),
+            "network_mode": "none",
+            "container_environment": {"NIM_STANDIN_WEIGHT_BYTES": str(weight_bytes)},
+            "bundle_dir": str(self.root / "media" / "nim-bundle"),
+            "sign_key": str(signing_key),
+            "inside_registry": inside.host,
+            "inside_bucket": "nim-demo-inside",
+            "inside_endpoint_url": s3.endpoint_url,
+            "namespace": "datarobot",
+            "readonly_aws_profile": "reader",
+            "old_image": images[0],
+            "new_image": images[1],
+            "values_file": str(self.root / "datarobot-values.yaml"),
+            "write_values": True,
+        }
         self.inside_parameters = {
-            "bundle_dir": self.parameters["bundle_dir"], "public_key": str(signing_key) + ".pub", "registry_ca": registry_ca,
-            "s3_ca_bundle": str(s3.certs.ca_bundle), "namespace": "datarobot", "readonly_aws_profile": "reader",
-        }  # fmt: skip
+            "bundle_dir": self.parameters["bundle_dir"],
+            "public_key": str(signing_key) + ".pub",
+            "registry_ca": registry_ca,
+            "s3_ca_bundle": str(s3.certs.ca_bundle),
+            "namespace": "datarobot",
+            "readonly_aws_profile": "reader",
+        }
         (self.root / "params-online.yaml").write_text(yaml.safe_dump(self.parameters, sort_keys=False))
         (self.root / "params-inside.yaml").write_text(yaml.safe_dump(self.inside_parameters, sort_keys=False))
         values = self.root / "datarobot-values.yaml"
         if not values.exists():
-            values.write_text("# DataRobot values of the demo cluster\nglobal:\n  domain: datarobot.example.test  # kept by the merge\n")
+            values.write_text(
+                "# DataRobot values of the demo cluster\nglobal:\n  domain: datarobot.example.test  # kept by the merge\n"
+            )
         return self
 
     def stop(self) -> None:
@@ -120,8 +157,11 @@ class Sandbox:
 
 def _index(root: Path, runs: dict[str, Path]) -> Path:
     links = "".join(f'<li><a href="{path.relative_to(root)}/index.html">{name}</a></li>' for name, path in runs.items())
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>nimrunbook demo</title></head><body style='font-family:sans-serif'>"
-            f"<h1>nimrunbook demo</h1><p>Run {time.strftime('%Y-%m-%d %H:%M:%S')}.</p><ul>{links}</ul></body></html>")  # fmt: skip
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>nimrunbook demo</title></head>"
+        "<body style='font-family:sans-serif'>"
+        f"<h1>nimrunbook demo</h1><p>Run {time.strftime('%Y-%m-%d %H:%M:%S')}.</p><ul>{links}</ul></body></html>"
+    )
     (root / "index.html").write_text(page)
     return root / "index.html"
 
@@ -131,7 +171,9 @@ def _write_keep_files(sandbox: Sandbox) -> None:
     env = sandbox.root / "sandbox.env"
     env.write_text("".join(f"export {k}={json.dumps(v)}\n" for k, v in sandbox.environment.items()))
     env.chmod(0o600)
-    pids = [p.pid for s in sandbox.services for p in getattr(s, "_processes", []) or [getattr(s, "_process", None)] if p]
+    pids = [
+        p.pid for s in sandbox.services for p in getattr(s, "_processes", []) or [getattr(s, "_process", None)] if p
+    ]
     if sandbox.engine and sandbox.engine.process:
         pids.append(sandbox.engine.process.pid)
     (sandbox.root / "stop.sh").write_text("".join(f"kill {pid} 2>/dev/null\n" for pid in pids))
@@ -146,7 +188,10 @@ def run_demo(root: Path, *, keep: bool = False, weight_bytes: int = 4 * 1024 * 1
     try:
         sandbox.start(weight_bytes)
         os.environ.update(sandbox.environment)
-        runs = {"online path and bundle (outside)": sandbox.root / "run-outside", "removable media (inside)": sandbox.root / "run-inside"}
+        runs = {
+            "online path and bundle (outside)": sandbox.root / "run-outside",
+            "removable media (inside)": sandbox.root / "run-inside",
+        }
         for notebook in ONLINE:
             result = run_notebook(notebook, runs["online path and bundle (outside)"], sandbox.parameters, strict=False)
             print(f"  {notebook}: {'ok' if result.ok else 'FAILED'} ({result.seconds:.1f} s)", flush=True)
@@ -163,10 +208,12 @@ def run_demo(root: Path, *, keep: bool = False, weight_bytes: int = 4 * 1024 * 1
             print("To open the same notebooks in JupyterLab against this sandbox, run again with --keep.")
         else:
             _write_keep_files(sandbox)
-            print(f"\nThe sandbox keeps running (--keep). Open the same notebooks against it in JupyterLab:\n"
-                  f"  source {sandbox.root}/sandbox.env && .venv/bin/jupyter lab notebooks/\n"
-                  f"  (parameters of this sandbox: {sandbox.root}/params-online.yaml and params-inside.yaml)\n"
-                  f"Stop it with: sh {sandbox.root}/stop.sh")  # fmt: skip
+            print(
+                f"\nThe sandbox keeps running (--keep). Open the same notebooks against it in JupyterLab:\n"
+                f"  source {sandbox.root}/sandbox.env && .venv/bin/jupyter lab notebooks/\n"
+                f"  (parameters of this sandbox: {sandbox.root}/params-online.yaml and params-inside.yaml)\n"
+                f"Stop it with: sh {sandbox.root}/stop.sh"
+            )
         return index
     finally:
         if not keep:

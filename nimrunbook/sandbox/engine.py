@@ -54,9 +54,23 @@ def ensure_engine(directory: Path = DEFAULT_DIR) -> Engine:
     host = f"unix://{directory}/docker.sock"
     log = open(directory / "dockerd.log", "ab")  # noqa: SIM115 - lives as long as the engine
     process = subprocess.Popen(
-        ["dockerd", "--host", host, "--storage-driver=vfs", "--bridge=none", "--iptables=false", "--ip6tables=false",
-         "--data-root", str(directory / "data"), "--exec-root", str(directory / "exec"), "--pidfile", str(directory / "dockerd.pid")],
-        stdout=log, stderr=log,
-    )  # fmt: skip
+        [
+            "dockerd",
+            "--host",
+            host,
+            "--storage-driver=vfs",
+            "--bridge=none",
+            "--iptables=false",
+            "--ip6tables=false",
+            "--data-root",
+            str(directory / "data"),
+            "--exec-root",
+            str(directory / "exec"),
+            "--pidfile",
+            str(directory / "dockerd.pid"),
+        ],
+        stdout=log,
+        stderr=log,
+    )
     wait_until(lambda: answers(host), "the Docker engine", timeout=90)
     return Engine(host, process)

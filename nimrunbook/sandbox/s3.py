@@ -28,9 +28,21 @@ from nimrunbook.sandbox.tls import DOMAIN, Certificates
 
 # Bucket names the sandbox and tests use; each needs an /etc/hosts line.
 BUCKETS = (
-    "nim-profiles", "nim-inside", "nim-demo", "nim-demo-inside", "nim-bench", "nim-mixed", "nim-resume", "nim-changed",
-    "nim-direct", "nim-bundle", "nim-split", "nim-nb", "nim-nb-inside", "nim-bench-aws",
-)  # fmt: skip
+    "nim-profiles",
+    "nim-inside",
+    "nim-demo",
+    "nim-demo-inside",
+    "nim-bench",
+    "nim-mixed",
+    "nim-resume",
+    "nim-changed",
+    "nim-direct",
+    "nim-bundle",
+    "nim-split",
+    "nim-nb",
+    "nim-nb-inside",
+    "nim-bench-aws",
+)
 UNRESOLVED_BUCKET = "not-in-hosts"  # deliberately absent from /etc/hosts
 
 
@@ -87,7 +99,6 @@ http {{
 """
 
 
-
 @dataclass
 class S3Sandbox:
     """moto (HTTP, loopback) + nginx (TLS) with test certificates; see the module docstring."""
@@ -118,9 +129,11 @@ class S3Sandbox:
         self._processes.append(
             subprocess.Popen(
                 [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.moto_port)],
-                stdout=moto_log, stderr=moto_log, env=env,
+                stdout=moto_log,
+                stderr=moto_log,
+                env=env,
             )
-        )  # fmt: skip
+        )
         wait_until(lambda: port_open(self.moto_port), "moto S3 server", timeout=60)
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
@@ -128,12 +141,16 @@ class S3Sandbox:
         conf = self.root / "nginx.conf"
         servers = "\n".join(
             NGINX_SERVER.format(port=port, domain=DOMAIN, cert=cert, key=key, upstream=self.moto_port)
-            for port, cert, key in ((self.port, self.certs.wildcard_cert, self.certs.wildcard_key),
-                                    (self.narrow_port, self.certs.narrow_cert, self.certs.narrow_key))
-        )  # fmt: skip
+            for port, cert, key in (
+                (self.port, self.certs.wildcard_cert, self.certs.wildcard_key),
+                (self.narrow_port, self.certs.narrow_cert, self.certs.narrow_key),
+            )
+        )
         conf.write_text(NGINX_CONF.format(root=self.root, servers=servers))
         nginx_log = open(self.root / "nginx.out", "ab")  # noqa: SIM115
-        self._processes.append(subprocess.Popen([nginx, "-c", str(conf), "-p", str(self.root)], stdout=nginx_log, stderr=nginx_log))
+        self._processes.append(
+            subprocess.Popen([nginx, "-c", str(conf), "-p", str(self.root)], stdout=nginx_log, stderr=nginx_log)
+        )
         wait_until(lambda: port_open(self.port), "nginx TLS proxy")
         return self
 
@@ -146,10 +163,13 @@ class S3Sandbox:
 
     def _moto(self, service: str, key: tuple[str, str] = ("admin", "admin")):
         return boto3.client(
-            service, endpoint_url=f"http://127.0.0.1:{self.moto_port}", region_name=self.region,
-            aws_access_key_id=key[0], aws_secret_access_key=key[1],
+            service,
+            endpoint_url=f"http://127.0.0.1:{self.moto_port}",
+            region_name=self.region,
+            aws_access_key_id=key[0],
+            aws_secret_access_key=key[1],
             config=Config(s3={"addressing_style": "path"}),
-        )  # fmt: skip
+        )
 
     def create_user(self, name: str, actions: list[str]) -> tuple[str, str]:
         """An IAM user allowed ``actions`` on every bucket; returns (access key id, secret)."""
@@ -167,9 +187,11 @@ class S3Sandbox:
     def enforce_auth(self) -> None:
         """From now on moto checks signatures and IAM policies on every request."""
         request = urllib.request.Request(
-            f"http://127.0.0.1:{self.moto_port}/moto-api/reset-auth", data=b"0", method="POST",
+            f"http://127.0.0.1:{self.moto_port}/moto-api/reset-auth",
+            data=b"0",
+            method="POST",
             headers={"Content-Type": "text/plain"},
-        )  # fmt: skip
+        )
         urllib.request.urlopen(request, timeout=10).read()
 
     @classmethod

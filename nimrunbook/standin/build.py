@@ -20,9 +20,32 @@ log = logging.getLogger(__name__)
 BUSYBOX = Path("/bin/busybox")
 IMAGE_REPOSITORY = "nimrunbook/standin-nim/llama-3.2-1b-instruct"
 APPLETS = (
-    "sh", "cat", "cut", "date", "dirname", "basename", "echo", "grep", "head", "ln", "ls", "md5sum",
-    "mkdir", "mv", "printf", "rm", "sed", "sleep", "sha256sum", "test", "true", "false", "id", "env", "du",
-)  # fmt: skip
+    "sh",
+    "cat",
+    "cut",
+    "date",
+    "dirname",
+    "basename",
+    "echo",
+    "grep",
+    "head",
+    "ln",
+    "ls",
+    "md5sum",
+    "mkdir",
+    "mv",
+    "printf",
+    "rm",
+    "sed",
+    "sleep",
+    "sha256sum",
+    "test",
+    "true",
+    "false",
+    "id",
+    "env",
+    "du",
+)
 _BIN = Path(__file__).parent / "bin"
 
 DOCKERFILE = """\
@@ -61,9 +84,19 @@ def build_context(version: str) -> bytes:
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         dockerfile = DOCKERFILE.format(model=catalog.MODEL, version=version)
         _add_bytes(tar, "Dockerfile", dockerfile.encode())
-        for directory in ("rootfs", "rootfs/bin", "rootfs/usr", "rootfs/usr/local", "rootfs/usr/local/bin",
-                          "rootfs/etc", "rootfs/opt", "rootfs/opt/nim", "rootfs/opt/nim/etc",
-                          "rootfs/opt/nim/etc/default", "rootfs/opt/nim/standin"):  # fmt: skip
+        for directory in (
+            "rootfs",
+            "rootfs/bin",
+            "rootfs/usr",
+            "rootfs/usr/local",
+            "rootfs/usr/local/bin",
+            "rootfs/etc",
+            "rootfs/opt",
+            "rootfs/opt/nim",
+            "rootfs/opt/nim/etc",
+            "rootfs/opt/nim/etc/default",
+            "rootfs/opt/nim/standin",
+        ):
             _add_dir(tar, directory)
         _add_dir(tar, "rootfs/tmp", mode=0o1777)
         _add_dir(tar, "rootfs/opt/nim/.cache", uid=1000, mode=0o775)

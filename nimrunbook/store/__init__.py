@@ -8,7 +8,18 @@ from nimrunbook.store.process import load_processed, process_to_directory, verif
 from nimrunbook.store.upload import TransferResult, publish, verify
 
 __all__ = [
-    "PlannedObject", "PreflightReport", "PublishPlan", "S3Settings", "TransferResult", "load_processed",
-    "make_client", "object_key", "plan_publish", "process_to_directory", "publish", "run_preflight", "verify",
+    "PlannedObject",
+    "PreflightReport",
+    "PublishPlan",
+    "S3Settings",
+    "TransferResult",
+    "load_processed",
+    "make_client",
+    "object_key",
+    "plan_publish",
+    "process_to_directory",
+    "publish",
+    "run_preflight",
+    "verify",
     "verify_directory",
-]  # fmt: skip
+]

@@ -81,10 +81,15 @@ class S3Settings:
     def record(self) -> dict:
         """For the run record: everything but the credentials."""
         return {
-            "bucket": self.bucket, "endpoint_url": self.endpoint_url, "region": self.region, "profile": self.profile,
-            "ca_bundle": self.ca_bundle, "insecure": self.insecure, "path_style": self.path_style,
+            "bucket": self.bucket,
+            "endpoint_url": self.endpoint_url,
+            "region": self.region,
+            "profile": self.profile,
+            "ca_bundle": self.ca_bundle,
+            "insecure": self.insecure,
+            "path_style": self.path_style,
             "credentials": "given" if self.access_key_id else ("profile" if self.profile else "environment"),
-        }  # fmt: skip
+        }
 
     @classmethod
     def from_environment(cls, bucket: str | None = None, **overrides) -> S3Settings:

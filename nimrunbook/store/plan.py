@@ -68,7 +68,9 @@ def _resolve(cache_dir: Path, uri: str) -> Path | None:
     return None
 
 
-def plan_publish(manifest: Manifest, cache_dir: str | Path, profile_ids: Sequence[str], image: str | None = None) -> PublishPlan:
+def plan_publish(
+    manifest: Manifest, cache_dir: str | Path, profile_ids: Sequence[str], image: str | None = None
+) -> PublishPlan:
     """One object per distinct manifest URI of the selected profiles; shared files appear once."""
     cache = Path(cache_dir)
     ids = list(dict.fromkeys(str(i) for i in profile_ids))
@@ -83,7 +85,9 @@ def plan_publish(manifest: Manifest, cache_dir: str | Path, profile_ids: Sequenc
     for profile_id in ids:
         for file in manifest.profile(profile_id).files:
             if not file.uri:
-                raise InputError(f"Profile {profile_id} lists {file.path} without a source URI; cannot place it in the bucket.")
+                raise InputError(
+                    f"Profile {profile_id} lists {file.path} without a source URI; cannot place it in the bucket."
+                )
             key = object_key(file.uri)
             if key in objects:
                 objects[key].profiles.append(profile_id)

@@ -57,7 +57,10 @@ def certificate_names(host: str, port: int, server_name: str) -> tuple[str, list
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    with socket.create_connection((host, port), timeout=10) as raw, context.wrap_socket(raw, server_hostname=server_name) as tls:
+    with (
+        socket.create_connection((host, port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=server_name) as tls,
+    ):
         der = tls.getpeercert(binary_form=True)
     certificate = x509.load_der_x509_certificate(der)
     try:
@@ -76,10 +79,12 @@ def _check_resolves(settings: S3Settings) -> Check:
         return Check("bucket host resolves", "ok", f"{host} -> {', '.join(addresses)}")
     except socket.gaierror as exc:
         return Check(
-            "bucket host resolves", "fail", f"{host} does not resolve ({exc.strerror}).",
+            "bucket host resolves",
+            "fail",
+            f"{host} does not resolve ({exc.strerror}).",
             f"Add a DNS record (a wildcard *.{settings.endpoint_host} covers every bucket); for MinIO set "
             f"MINIO_DOMAIN={settings.endpoint_host} so it serves virtual-hosted buckets.",
-        )  # fmt: skip
+        )
 
 
 def _check_tls(settings: S3Settings) -> Check:
@@ -89,26 +94,37 @@ def _check_tls(settings: S3Settings) -> Check:
     try:
         subject, sans = certificate_names(host, settings.port, host)
     except OSError as exc:
-        return Check("TLS", "fail", f"No TLS connection to {host}:{settings.port} ({exc}).", "Check the endpoint and port.")
+        return Check(
+            "TLS", "fail", f"No TLS connection to {host}:{settings.port} ({exc}).", "Check the endpoint and port."
+        )
     described = f"certificate subject {subject}; SANs {', '.join(sans) or '(none)'}"
     if settings.insecure:
         return Check("TLS", "warn", f"not verified (insecure); {described}", "Pass ca_bundle= instead of insecure.")
-    context = ssl.create_default_context(cafile=settings.ca_bundle) if settings.ca_bundle else ssl.create_default_context()
+    context = (
+        ssl.create_default_context(cafile=settings.ca_bundle) if settings.ca_bundle else ssl.create_default_context()
+    )
     try:
-        with socket.create_connection((host, settings.port), timeout=10) as raw, context.wrap_socket(raw, server_hostname=host):
+        with (
+            socket.create_connection((host, settings.port), timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname=host),
+        ):
             return Check("TLS", "ok", f"verified for {host}; {described}")
     except ssl.SSLCertVerificationError as exc:
         if "hostname" in (exc.verify_message or "").lower() or "Hostname mismatch" in str(exc):
             return Check(
-                "TLS", "fail", f"The certificate does not cover {host}: {described}.",
+                "TLS",
+                "fail",
+                f"The certificate does not cover {host}: {described}.",
                 f"Reissue it with a SAN of *.{settings.endpoint_host} (virtual-hosted buckets need the wildcard).",
-            )  # fmt: skip
+            )
         which = settings.ca_bundle or "the system trust store"
         return Check(
-            "TLS", "fail", f"The certificate does not verify against {which} ({exc.verify_message}); {described}.",
+            "TLS",
+            "fail",
+            f"The certificate does not verify against {which} ({exc.verify_message}); {described}.",
             "Pass the CA bundle (PEM) of the CA that signed it as ca_bundle=; the same CA must be mounted into "
             "DataRobot's workloads.",
-        )  # fmt: skip
+        )
     except (ssl.SSLError, OSError) as exc:
         return Check("TLS", "fail", f"TLS handshake with {host} failed ({exc}).", "Check the endpoint's TLS setup.")
 
@@ -130,7 +146,9 @@ def run_preflight(settings: S3Settings, *, probe: bool = True) -> PreflightRepor
         code = error_code(exc)
         if code in ("404", "NoSuchBucket", "NotFound"):
             checks.append(Check("credentials", "ok", "accepted"))
-            checks.append(Check("bucket exists", "fail", f"{settings.bucket} does not exist.", "Create the dedicated bucket."))
+            checks.append(
+                Check("bucket exists", "fail", f"{settings.bucket} does not exist.", "Create the dedicated bucket.")
+            )
         else:
             error = storage_error(exc, settings, "a request with these credentials")
             checks.append(Check("credentials", "fail", error.message, error.hint or ""))
@@ -140,10 +158,12 @@ def run_preflight(settings: S3Settings, *, probe: bool = True) -> PreflightRepor
     if foreign:
         checks.append(
             Check(
-                "dedicated bucket", "warn", f"{len(foreign)} objects are not NIM profile files, e.g. {foreign[0]!r}.",
+                "dedicated bucket",
+                "warn",
+                f"{len(foreign)} objects are not NIM profile files, e.g. {foreign[0]!r}.",
                 "DataRobot wants a bucket that holds only NIM profiles at its root; use a dedicated bucket.",
             )
-        )  # fmt: skip
+        )
     else:
         checks.append(Check("dedicated bucket", "ok", f"{listing.get('KeyCount', 0)} objects, all NIM keys"))
     if probe:

@@ -86,7 +86,8 @@ def manifest_document(plan: PublishPlan, image: str | None, profile_names: dict[
         "image": image,
         "profiles": [{"id": pid, "name": (profile_names or {}).get(pid)} for pid in plan.profiles],
         "objects": [
-            {"key": o.key, "uri": o.uri, "size": o.size, "sha256": o.sha256, "profiles": o.profiles} for o in plan.objects
+            {"key": o.key, "uri": o.uri, "size": o.size, "sha256": o.sha256, "profiles": o.profiles}
+            for o in plan.objects
         ],
     }
 
@@ -133,20 +134,32 @@ def process_to_directory(
     with reporter, ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         outcomes = list(
             pool.map(
-                lambda o: _place(o, objects_dir / o.key, state / "incomplete" / f"{o.key}.incomplete", journal, link, reporter),
+                lambda o: _place(
+                    o, objects_dir / o.key, state / "incomplete" / f"{o.key}.incomplete", journal, link, reporter
+                ),
                 plan.objects,
             )
         )
     _write_atomic(root / MANIFEST_NAME, json.dumps(manifest_document(plan, image, profile_names), indent=2) + "\n")
     _write_atomic(root / SUMS_NAME, "".join(f"{o.sha256}  {OBJECTS_DIR}/{o.key}\n" for o in plan.objects))
     result = ProcessResult(
-        root, len(plan.objects), plan.total_bytes, outcomes.count("linked"), outcomes.count("copied"),
-        outcomes.count("skipped"), round(time.monotonic() - started, 3),
-    )  # fmt: skip
+        root,
+        len(plan.objects),
+        plan.total_bytes,
+        outcomes.count("linked"),
+        outcomes.count("copied"),
+        outcomes.count("skipped"),
+        round(time.monotonic() - started, 3),
+    )
     log.info(
         "processed %d objects (%s) into %s: %d linked, %d copied, %d already complete",
-        result.objects, human_bytes(result.bytes), root, result.linked, result.copied, result.skipped,
-    )  # fmt: skip
+        result.objects,
+        human_bytes(result.bytes),
+        root,
+        result.linked,
+        result.copied,
+        result.skipped,
+    )
     return result
 
 
@@ -184,7 +197,9 @@ def verify_directory(directory: str | Path, progress: ProgressMode = "log") -> l
             if not obj.source.exists():
                 problems.append(f"missing: {obj.key}")
             elif obj.source.stat().st_size != obj.size:
-                problems.append(f"truncated or grown: {obj.key} ({obj.source.stat().st_size} bytes, expected {obj.size})")
+                problems.append(
+                    f"truncated or grown: {obj.key} ({obj.source.stat().st_size} bytes, expected {obj.size})"
+                )
             elif sha256_file(obj.source, reporter) != obj.sha256:
                 problems.append(f"corrupt: {obj.key} (sha256 differs)")
     return problems

@@ -124,8 +124,13 @@ def publish(
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         pending = [o for o in pool.map(prepare, objects) if o is not None]
     total = sum(o.size for o in pending)
-    log.info("uploading %d objects (%s) with %d workers; %d skipped", len(pending), human_bytes(total), workers,
-             sum(r["status"] == "skipped" for r in rows.values()))  # fmt: skip
+    log.info(
+        "uploading %d objects (%s) with %d workers; %d skipped",
+        len(pending),
+        human_bytes(total),
+        workers,
+        sum(r["status"] == "skipped" for r in rows.values()),
+    )
     config = TransferConfig(max_concurrency=workers, multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE)
     reporter = make_progress(progress, f"upload {len(pending)} objects", total)
     with reporter, create_transfer_manager(client, config) as manager:
@@ -133,10 +138,13 @@ def publish(
             (
                 obj,
                 manager.upload(
-                    str(obj.source), settings.bucket, obj.key,
-                    extra_args={"Metadata": {SHA_METADATA: obj.sha256}}, subscribers=[_BytesSubscriber(reporter)],
+                    str(obj.source),
+                    settings.bucket,
+                    obj.key,
+                    extra_args={"Metadata": {SHA_METADATA: obj.sha256}},
+                    subscribers=[_BytesSubscriber(reporter)],
                 ),
-            )  # fmt: skip
+            )
             for obj in pending
         ]
         for obj, future in futures:
