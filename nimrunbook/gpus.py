@@ -1,12 +1,13 @@
-"""The cluster's GPU inventory, and how a GPU name maps to a NIM profile token.
+"""The cluster's GPU inventory, from whatever form it is described in.
 
-NIM names optimised profiles after a GPU *token* (``l40s``, ``h100_nvl``,
-``a100_sxm4_40gb``) and matches them to hardware by PCI device id. The GPUs
-are described to us in many spellings: nvidia-smi product names, Kubernetes
-GPU-feature-discovery labels (``NVIDIA-H100-NVL-SHARED``,
-``NVIDIA-A100-80GB-PCIe-MIG-1g.10gb``), PCI ids (``0x233010DE``) or what an
-engineer types. The staging host that downloads profiles is usually not the
-cluster, so typed-in and label inventories matter as much as nvidia-smi.
+The staging host that downloads profiles is usually not the cluster, so the
+inventory comes from what people have at hand: typed names, the cluster's
+GPU-feature-discovery node labels, ``nvidia-smi`` output (``-L``, the table,
+``--query-gpu`` CSV with or without ``pci.device_id``, ``-q``), or the SYSTEM
+INFO block of a ``list-model-profiles`` run. Every entry is identified as one
+:class:`~nimrunbook.gpu_models.GpuModel` (see :func:`~nimrunbook.gpu_models.identify`),
+and a group carries the model's canonical facts, never the spelling, so the
+selection cannot depend on how the GPUs were written down.
 """
 
 from __future__ import annotations
@@ -21,150 +22,39 @@ import subprocess
 from dataclasses import dataclass, field
 
 from nimrunbook.errors import InputError, UnknownGpuError
-
-# PCI device id -> (product name as nvidia-smi prints it, profile token or None).
-PCI_DEVICES: dict[str, tuple[str, str | None]] = {
-    "2236": ("NVIDIA A10", "a10"),
-    "2237": ("NVIDIA A10G", "a10g"),
-    "20b0": ("NVIDIA A100-SXM4-40GB", "a100_sxm4_40gb"),
-    "20b2": ("NVIDIA A100-SXM4-80GB", "a100"),
-    "20b5": ("NVIDIA A100 80GB PCIe", "a100pcie"),
-    "20f1": ("NVIDIA A100-PCIE-40GB", "a100pcie"),
-    "2330": ("NVIDIA H100 80GB HBM3", "h100"),
-    "2331": ("NVIDIA H100 PCIe", "h100pcie"),
-    "2321": ("NVIDIA H100 NVL", "h100_nvl"),
-    "2335": ("NVIDIA H200", "h200"),
-    "2342": ("NVIDIA GH200 480GB", "gh200"),
-    "2348": ("NVIDIA GH200 144G HBM3e", "gh200"),
-    "2901": ("NVIDIA B200", "b200"),
-    "26b9": ("NVIDIA L40S", "l40s"),
-    "26b5": ("NVIDIA L40", "l40"),
-    "27b8": ("NVIDIA L4", "l4"),
-    "2bb5": ("NVIDIA RTX PRO 6000 Blackwell Server Edition", "rtx6000_blackwell_sv"),
-    "26b1": ("NVIDIA RTX 6000 Ada Generation", None),
-    "1eb8": ("Tesla T4", None),
-    "1fb1": ("NVIDIA T600", None),
-}
-
-# Profile tokens seen in NIM profile names (nim-facts.md), plus likely ones.
-KNOWN_TOKENS = frozenset(
-    {
-        "a10",
-        "a10g",
-        "a100",
-        "a100_sxm4_40gb",
-        "a100pcie",
-        "h100",
-        "h100pcie",
-        "h100_nvl",
-        "h200",
-        "h20",
-        "b200",
-        "b300",
-        "gh200",
-        "gb200",
-        "gb300",
-        "l4",
-        "l40",
-        "l40s",
-        "rtx6000_blackwell_sv",
-    }
+from nimrunbook.gpu_models import (
+    KNOWN_TOKENS,
+    GpuModel,
+    gpu_token,
+    identify,
+    known_names,
+    mig_slices,
+    pci_device_id,
 )
 
-# Profiles named for the alias may also serve the GPU: NIM lists 40 GB A100
-# profiles as ``a100`` in older images. Selecting by alias errs towards
-# downloading more, never towards a cluster that cannot start.
-TOKEN_ALIASES: dict[str, frozenset[str]] = {
-    "a100_sxm4_40gb": frozenset({"a100"}),
-    "a100pcie": frozenset({"a100"}),
-    "h100pcie": frozenset({"h100"}),
-}
-
-# Ordered name rules over a normalised name ("h100 80gb hbm3"); first match wins.
-_NAME_RULES: tuple[tuple[str, str], ...] = (
-    (r"\brtx pro 6000 blackwell server\b|\brtx6000 blackwell sv\b", "rtx6000_blackwell_sv"),
-    (r"\bgh200\b", "gh200"),
-    (r"\bgb200\b", "gb200"),
-    (r"\bgb300\b", "gb300"),
-    (r"\bh100 nvl\b|\bh100nvl\b", "h100_nvl"),
-    (r"\bh100 pcie\b|\bh100pcie\b", "h100pcie"),
-    (r"\bh100\b", "h100"),
-    (r"\bh200\b", "h200"),
-    (r"\bh20\b", "h20"),
-    (r"\bb200\b", "b200"),
-    (r"\bb300\b", "b300"),
-    (r"\ba100 sxm4 40gb\b|\ba100 40gb sxm4\b", "a100_sxm4_40gb"),
-    (r"\ba100\b.*\bpcie\b|\ba100pcie\b", "a100pcie"),
-    (r"\ba100\b", "a100"),
-    (r"\ba10g\b", "a10g"),
-    (r"\ba10\b", "a10"),
-    (r"\bl40s\b", "l40s"),
-    (r"\bl40\b", "l40"),
-    (r"\bl4\b", "l4"),
-)
-
-_PCI_RE = re.compile(
-    r"^(?:0x)?(?P<dev>[0-9a-f]{4})(?:10de)?$|^(?P<dev2>[0-9a-f]{4}):10de$|^10de:(?P<dev3>[0-9a-f]{4})$"
-)
-_MIG_RE = re.compile(r"[-_ ]mig[-_ ](?P<g>\d+)g\.\d+gb.*$", re.IGNORECASE)
-
-
-def pci_device_id(text: str) -> str | None:
-    """The 4-hex device id in ``2330``, ``2330:10de``, ``0x233010DE``; else None."""
-    match = _PCI_RE.match(text.strip().lower())
-    if not match:
-        return None
-    return match.group("dev") or match.group("dev2") or match.group("dev3")
-
-
-def _normalise_name(text: str) -> str:
-    name = _MIG_RE.sub("", text.strip())
-    name = re.sub(r"[-_\s]+", " ", name.lower())
-    name = re.sub(r"\bshared\b", " ", name)
-    name = re.sub(r"\b(nvidia|tesla|geforce)\b", " ", name)
-    return re.sub(r"\s+", " ", name).strip()
-
-
-def gpu_token(text: str) -> str | None:
-    """Map any spelling of a GPU to its NIM profile token, or None if unknown.
-
-    Accepts nvidia-smi names, GPU-feature-discovery label values (with
-    ``-SHARED`` and ``-MIG-...`` suffixes), PCI device ids and profile tokens.
-    """
-    if not isinstance(text, str) or not text.strip():
-        return None
-    lowered = text.strip().lower()
-    if lowered in KNOWN_TOKENS:
-        return lowered
-    device = pci_device_id(lowered)
-    if device is not None and device in PCI_DEVICES:
-        return PCI_DEVICES[device][1]
-    name = _normalise_name(text)
-    for pattern, token in _NAME_RULES:
-        if re.search(pattern, name):
-            return token
-    return None
-
-
-def tokens_served(token: str | None) -> frozenset[str]:
-    """All profile tokens whose profiles a GPU with this token may run."""
-    if token is None:
-        return frozenset()
-    return frozenset({token}) | TOKEN_ALIASES.get(token, frozenset())
-
-
-def _device_for_name(text: str) -> str | None:
-    device = pci_device_id(text)
-    if device:
-        return device
-    token = gpu_token(text)
-    matches = [dev for dev, (_, tok) in PCI_DEVICES.items() if tok == token]
-    return matches[0] if len(matches) == 1 else None
+__all__ = [
+    "KNOWN_TOKENS",
+    "GpuGroup",
+    "Inventory",
+    "gpu_token",
+    "identify",
+    "inventory_from_cluster",
+    "inventory_from_listing",
+    "inventory_from_local_host",
+    "inventory_from_node_labels",
+    "inventory_from_nvidia_smi",
+    "inventory_from_text",
+    "pci_device_id",
+]
 
 
 @dataclass(frozen=True)
 class GpuGroup:
-    """Identical GPUs: ``count_per_node`` of them on each of ``nodes`` nodes."""
+    """Identical GPUs: ``count_per_node`` of them on each of ``nodes`` nodes.
+
+    ``product``, ``token``, ``pci_device_id`` and ``compute_capability`` are the
+    identified model's; ``spelled_as`` keeps what the source said.
+    """
 
     product: str
     token: str | None
@@ -174,6 +64,8 @@ class GpuGroup:
     nodes: int = 1
     source: str = "typed"
     mig_slices: int = 0
+    compute_capability: float | None = None
+    spelled_as: str = ""
 
     @property
     def physical_gpus(self) -> int:
@@ -195,6 +87,33 @@ class GpuGroup:
         return f"{per}{self.product}{nodes}"
 
 
+def gpu_group(
+    spelled: str,
+    *,
+    memory_mib: int | None = None,
+    device: str | None = None,
+    count: int | None = 1,
+    source: str = "typed",
+    mig: int = 0,
+) -> GpuGroup:
+    """A group of one GPU spelling, identified: the PCI id when the source gives it, else the name."""
+    model: GpuModel | None = identify(device) if device else None
+    model = model or identify(spelled, memory_mib)
+    if model is None:
+        return GpuGroup(spelled.strip(), None, device, memory_mib, count, 1, source, mig, None, spelled.strip())
+    return GpuGroup(
+        product=model.product,
+        token=model.token,
+        pci_device_id=model.pci_device_id,
+        memory_mib=memory_mib if memory_mib is not None else model.memory_mib,
+        count_per_node=count,
+        source=source,
+        mig_slices=mig,
+        compute_capability=model.compute_capability,
+        spelled_as=spelled.strip(),
+    )
+
+
 @dataclass
 class Inventory:
     """The GPUs of a cluster (or host), grouped, with notes on where they came from."""
@@ -206,11 +125,11 @@ class Inventory:
         return bool(self.groups)
 
     def counts(self) -> dict[str, int]:
-        """Profile token -> number of physical GPUs."""
+        """Profile token (or product, for GPUs no profile names) -> number of physical GPUs."""
         totals: dict[str, int] = {}
         for group in self.groups:
-            if group.token:
-                totals[group.token] = totals.get(group.token, 0) + group.physical_gpus
+            key = group.token or group.product
+            totals[key] = totals.get(key, 0) + group.physical_gpus
         return totals
 
     def max_gpus_per_node(self) -> int | None:
@@ -228,7 +147,7 @@ class Inventory:
 
 
 def _grouped(entries: list[GpuGroup]) -> list[GpuGroup]:
-    """Merge identical entries (same product, memory, count) into one group."""
+    """Merge identical node entries (same GPU, memory, count) into one group of several nodes."""
     merged: dict[tuple, GpuGroup] = {}
     for entry in entries:
         key = (entry.product, entry.memory_mib, entry.count_per_node, entry.mig_slices, entry.source)
@@ -240,27 +159,24 @@ def _grouped(entries: list[GpuGroup]) -> list[GpuGroup]:
     return list(merged.values())
 
 
-def _host_group(names: list[tuple[str, int | None, str | None]], source: str) -> list[GpuGroup]:
-    """GPUs of one host (nvidia-smi): identical products make one group."""
-    counts: dict[tuple[str, int | None, str | None], int] = {}
-    for entry in names:
-        counts[entry] = counts.get(entry, 0) + 1
-    return [
-        GpuGroup(
-            product=name,
-            token=gpu_token(device or name) or gpu_token(name),
-            pci_device_id=device or _device_for_name(name),
-            memory_mib=memory,
-            count_per_node=count,
-            source=source,
-        )
-        for (name, memory, device), count in counts.items()
-    ]
+def _host_groups(found: list[tuple[str, int | None, str | None]], source: str) -> list[GpuGroup]:
+    """GPUs of one host: every GPU model there makes one group of its count."""
+    singles = [gpu_group(name, memory_mib=memory, device=device, source=source) for name, memory, device in found]
+    counts: dict[tuple, tuple[GpuGroup, int]] = {}
+    for group in singles:
+        key = (group.product, group.memory_mib)
+        first, count = counts.get(key, (group, 0))
+        counts[key] = (first, count + 1)
+    return [GpuGroup(**{**first.__dict__, "count_per_node": count}) for first, count in counts.values()]
 
+
+# ---- nvidia-smi -------------------------------------------------------------------------------
 
 _SMI_L_RE = re.compile(r"^GPU \d+: (?P<name>.+?) \(UUID: GPU-[^)]*\)\s*$")
 _SMI_TABLE_RE = re.compile(r"^\|\s+\d+\s+(?P<name>\S.*?)\s{2,}(?:On|Off)\s+\|")
 _SMI_TABLE_MEM_RE = re.compile(r"\d+MiB\s*/\s*(?P<mem>\d+)MiB")
+_SMI_Q_GPU_RE = re.compile(r"^GPU [0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-9A-Fa-f]\s*$")
+_SMI_Q_ITEM_RE = re.compile(r"^(?P<indent>\s*)(?P<key>[^:]+?)\s*:\s*(?P<value>.*?)\s*$")
 
 
 def _mib(value: str) -> int | None:
@@ -268,32 +184,41 @@ def _mib(value: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def inventory_from_nvidia_smi(text: str) -> Inventory:
-    """GPUs of one host from nvidia-smi output: ``-L``, CSV (with or without header) or the table.
+def _smi_q(lines: list[str]) -> tuple[list[tuple[str, int | None, str | None]], int | None]:
+    """GPUs of ``nvidia-smi -q``: (name, FB memory total, PCI device id) per GPU block, and Attached GPUs."""
+    gpus: list[dict] = []
+    attached = None
+    section = ""
+    for line in lines:
+        if _SMI_Q_GPU_RE.match(line):
+            gpus.append({})
+            section = ""
+            continue
+        match = _SMI_Q_ITEM_RE.match(line)
+        if match is None:
+            if line.startswith("    ") and not line.startswith("     "):
+                section = line.strip().lower()
+            continue
+        key, value, indent = match.group("key").strip().lower(), match.group("value"), len(match.group("indent"))
+        if key == "attached gpus" and value.isdigit():
+            attached = int(value)
+        if not gpus:
+            continue
+        if indent <= 4:
+            section = ""
+        if key == "product name":
+            gpus[-1]["name"] = value
+        elif key == "device id" and section == "pci":
+            gpus[-1]["device"] = pci_device_id(value)
+        elif key == "total" and section == "fb memory usage":
+            gpus[-1]["memory"] = _mib(value)
+    found = [(g["name"], g.get("memory"), g.get("device")) for g in gpus if g.get("name")]
+    return found, attached
 
-    MIG devices listed under a GPU in ``-L`` output are slices of it, not GPUs.
-    """
-    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
-    found: list[tuple[str, int | None, str | None]] = []
-    if any(_SMI_L_RE.match(line) for line in lines):
-        for line in lines:
-            if match := _SMI_L_RE.match(line):
-                found.append((match.group("name"), None, None))
-        return Inventory(_host_group(found, "nvidia-smi -L"))
-    if any(_SMI_TABLE_RE.match(line) for line in lines):
-        for i, line in enumerate(lines):
-            if match := _SMI_TABLE_RE.match(line):
-                mem = _SMI_TABLE_MEM_RE.search(lines[i + 1]) if i + 1 < len(lines) else None
-                found.append((match.group("name"), int(mem.group("mem")) if mem else None, None))
-        return Inventory(_host_group(found, "nvidia-smi"))
+
+def _smi_csv(lines: list[str]) -> list[tuple[str, int | None, str | None]]:
     rows = [[cell.strip() for cell in row] for row in csv.reader(io.StringIO("\n".join(lines)))]
     rows = [row for row in rows if row]
-    if not rows:
-        raise InputError(
-            "The nvidia-smi output is empty.",
-            hint="Run `nvidia-smi -L` or `nvidia-smi --query-gpu=name,memory.total,pci.device_id "
-            "--format=csv` on a cluster node and pass what it prints.",
-        )
     header = [cell.lower() for cell in rows[0]]
     if "name" in header:
         col_name = header.index("name")
@@ -302,22 +227,71 @@ def inventory_from_nvidia_smi(text: str) -> Inventory:
         body = rows[1:]
     else:  # noheader: recognise the columns by their values
         sample = rows[0]
-        col_name = next((i for i, v in enumerate(sample) if gpu_token(v) or re.match(r"(NVIDIA|Tesla)\b", v)), None)
+        col_name = next((i for i, v in enumerate(sample) if identify(v) or re.match(r"(NVIDIA|Tesla)\b", v)), None)
         col_mem = next((i for i, v in enumerate(sample) if v.endswith("MiB")), None)
         col_pci = next((i for i, v in enumerate(sample) if re.fullmatch(r"0x[0-9A-Fa-f]{8}", v)), None)
         body = rows
         if col_name is None:
             raise InputError(
                 f"Cannot find a GPU name in the nvidia-smi output (first line: {sample!r}).",
-                hint="Query the name column: `nvidia-smi --query-gpu=name,memory.total --format=csv`.",
+                hint="Pass `nvidia-smi -L`, `nvidia-smi -q`, or `nvidia-smi --query-gpu=name,memory.total,"
+                "pci.device_id --format=csv` output of a cluster node.",
             )
+    found = []
     for row in body:
         if len(row) <= col_name:
             continue
         memory = _mib(row[col_mem]) if col_mem is not None and col_mem < len(row) else None
         device = pci_device_id(row[col_pci]) if col_pci is not None and col_pci < len(row) else None
         found.append((row[col_name], memory, device))
-    return Inventory(_host_group(found, "nvidia-smi --query-gpu"))
+    return found
+
+
+def inventory_from_nvidia_smi(text: str) -> Inventory:
+    """GPUs of one host from nvidia-smi output: ``-L``, ``-q``, the table, or ``--query-gpu`` CSV.
+
+    MIG devices listed under a GPU in ``-L`` output are slices of it, not GPUs.
+    """
+    lines = [line.rstrip() for line in text.replace("\r", "").splitlines() if line.strip()]
+    if not lines:
+        raise InputError(
+            "The nvidia-smi output is empty.",
+            hint="Run `nvidia-smi -L` or `nvidia-smi --query-gpu=name,memory.total,pci.device_id "
+            "--format=csv` on a cluster node and pass what it prints.",
+        )
+    if any(_SMI_L_RE.match(line) for line in lines):
+        found = [(m.group("name"), None, None) for line in lines if (m := _SMI_L_RE.match(line))]
+        return Inventory(_host_groups(found, "nvidia-smi -L"))
+    if any(line.strip() == "==============NVSMI LOG==============" for line in lines) or any(
+        re.match(r"^\s+Product Name\s+:", line) for line in lines
+    ):
+        return _inventory_from_smi_q(lines)
+    if any(_SMI_TABLE_RE.match(line) for line in lines):
+        found = []
+        for i, line in enumerate(lines):
+            if match := _SMI_TABLE_RE.match(line):
+                mem = _SMI_TABLE_MEM_RE.search(lines[i + 1]) if i + 1 < len(lines) else None
+                found.append((match.group("name"), int(mem.group("mem")) if mem else None, None))
+        return Inventory(_host_groups(found, "nvidia-smi"))
+    return Inventory(_host_groups(_smi_csv(lines), "nvidia-smi --query-gpu"))
+
+
+def _inventory_from_smi_q(lines: list[str]) -> Inventory:
+    found, attached = _smi_q(lines)
+    if not found:
+        raise InputError(
+            "The nvidia-smi -q output names no GPU (no `Product Name` under a `GPU <bus id>` line).",
+            hint="Pass the complete output of `nvidia-smi -q` run on a cluster node.",
+        )
+    inventory = Inventory(_host_groups(found, "nvidia-smi -q"))
+    if attached and attached > len(found) and len(inventory.groups) == 1:
+        (group,) = inventory.groups
+        inventory.groups = [GpuGroup(**{**group.__dict__, "count_per_node": attached})]
+        inventory.notes.append(
+            f"nvidia-smi -q describes {len(found)} of the host's {attached} attached GPUs (run with -i?); "
+            f"all {attached} are counted as {group.product}."
+        )
+    return inventory
 
 
 def inventory_from_local_host(nvidia_smi: str = "nvidia-smi") -> Inventory:
@@ -337,23 +311,46 @@ def inventory_from_local_host(nvidia_smi: str = "nvidia-smi") -> Inventory:
     return inventory_from_nvidia_smi(result.stdout)
 
 
+# ---- list-model-profiles SYSTEM INFO ----------------------------------------------------------
+
+_LISTING_GPU_RE = re.compile(r"^\s*-\s+\[(?P<dev>[0-9a-fA-F]{4}):10de\]\s*\(\d+\)\s*(?P<rest>.*)$")
+_LISTING_TAIL_RE = re.compile(r"\s*\[current utilization[^\]]*\]\s*$")
+_LISTING_FAMILY_RE = re.compile(r"\s*\([^()]*\)\s*$")
+
+
+def inventory_from_listing(text: str) -> Inventory:
+    """The GPUs of the host that ran ``list-model-profiles``, from its SYSTEM INFO block.
+
+    Free and non-free GPUs both count: NIM judges compatibility on all of them
+    (busy ones only make a profile "not runnable"). Empty when the listing ran
+    without GPUs, or when only its profile list was kept.
+    """
+    found = []
+    for raw in text.replace("\r", "").splitlines():
+        line = raw.expandtabs()
+        if line.lstrip().startswith("MODEL PROFILES"):
+            break
+        if match := _LISTING_GPU_RE.match(line):
+            name = _LISTING_FAMILY_RE.sub("", _LISTING_TAIL_RE.sub("", match.group("rest")))
+            found.append((name.strip(), None, match.group("dev").lower()))
+    return Inventory(_host_groups(found, "list-model-profiles SYSTEM INFO"))
+
+
+# ---- Kubernetes node labels -------------------------------------------------------------------
+
+
 def _node_from_labels(labels: dict[str, str], source: str) -> GpuGroup | None:
     product = labels.get("nvidia.com/gpu.product")
     if not product:
         return None
     count = labels.get("nvidia.com/gpu.count")
     memory = labels.get("nvidia.com/gpu.memory")
-    mig = _MIG_RE.search(product)
-    base = _MIG_RE.sub("", product)
-    base = re.sub(r"-SHARED$", "", base)
-    return GpuGroup(
-        product=base,
-        token=gpu_token(product),
-        pci_device_id=_device_for_name(base),
+    return gpu_group(
+        product,
         memory_mib=int(memory) if memory and memory.isdigit() else None,
-        count_per_node=int(count) if count and count.isdigit() else None,
+        count=int(count) if count and count.isdigit() else None,
         source=source,
-        mig_slices=int(mig.group("g")) if mig else 0,
+        mig=mig_slices(product),
     )
 
 
@@ -437,7 +434,20 @@ def inventory_from_cluster(kubeconfig: str | None = None, context: str | None = 
     return inventory_from_node_labels(json.dumps(document))
 
 
-_TYPED_RE = re.compile(r"^(?:(?P<n>\d+)\s*[x×*]\s*)?(?P<name>.+?)(?:\s*[x×*]\s*(?P<m>\d+))?$", re.IGNORECASE)
+# ---- typed ------------------------------------------------------------------------------------
+
+_COUNT_FIRST_RE = re.compile(r"^(?P<n>\d+)\s*[x×*]\s*(?P<name>.+)$", re.IGNORECASE)
+_COUNT_LAST_RE = re.compile(r"^(?P<name>.+?)\s*[x×*]\s*(?P<n>\d+)$", re.IGNORECASE)
+
+
+def _typed_item(item: str) -> tuple[str, int]:
+    """``8xB200``, ``H100 x 8``, ``RTX 5090`` -> (name, count); a trailing ``x<digits>`` is a
+    count only when what precedes it names a GPU (``RTX 5090`` is not 5090 ``RT``)."""
+    if match := _COUNT_FIRST_RE.match(item):
+        return match.group("name").strip(), int(match.group("n"))
+    if (match := _COUNT_LAST_RE.match(item)) and identify(match.group("name").strip()) is not None:
+        return match.group("name").strip(), int(match.group("n"))
+    return item, 1
 
 
 def inventory_from_text(text: str) -> Inventory:
@@ -447,20 +457,15 @@ def inventory_from_text(text: str) -> Inventory:
         item = item.strip()
         if not item:
             continue
-        match = _TYPED_RE.match(item)
-        name = match.group("name").strip() if match else item
-        count = int((match.group("n") or match.group("m") or 1) if match else 1)
-        token = gpu_token(name)
-        if token is None:
-            known = ", ".join(sorted(KNOWN_TOKENS))
+        name, count = _typed_item(item)
+        if identify(name) is None:
             raise UnknownGpuError(
                 f"Unknown GPU name {name!r} in the GPU inventory {text!r}.",
                 hint=f'Use an nvidia-smi name ("NVIDIA L40S"), a node label value '
-                f'("NVIDIA-H100-80GB-HBM3"), a PCI id ("26b9") or a profile token ({known}).',
+                f'("NVIDIA-H100-80GB-HBM3"), a PCI id ("26b9", "0x26B910DE") or a profile token '
+                f"({known_names()}).",
             )
-        device = pci_device_id(name) or _device_for_name(name)
-        product = PCI_DEVICES[device][0] if device in PCI_DEVICES else name
-        groups.append(GpuGroup(product, token, device, None, count, 1, "typed"))
+        groups.append(gpu_group(name, count=count, source="typed"))
     if not groups:
         raise InputError(
             "The GPU inventory is empty.",

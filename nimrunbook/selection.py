@@ -1,77 +1,182 @@
 """Which profiles a cluster needs: the guide's §3.2 rules, with a reason per row.
 
-The rules err towards downloading more: a profile that is not in the bucket
-cannot be served inside the air gap, while an extra one only costs disk. NIM
-itself then picks the best profile present at start-up.
+Two questions are kept apart. *Can the cluster run it?* (``runs``) is the
+hardware verdict NIM itself gives in ``list-model-profiles``: the profile's GPU
+(PCI device, else profile token, else product pattern; ``ampereplus:enabled``
+profiles on any GPU of compute capability 8.0 or newer), enough GPUs on one
+node, a compute capability that has the profile's precision, and weights that
+fit in the GPUs' memory. *Is it wanted?* applies the user's filters (LoRA,
+engines, precisions). ``selected`` is both.
+
+Where the rules cannot know (no memory figure, no GPU count), they keep the
+profile: a profile missing from the bucket cannot be served inside the air gap,
+while an extra one only costs disk. NIM then picks the best profile present.
+:func:`check_against_listing` compares the hardware verdict with NIM's own,
+where a listing ran on a host with GPUs.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 
-from nimrunbook.gpus import GpuGroup, Inventory, tokens_served
+from nimrunbook.errors import InputError, UnknownProfileError
+from nimrunbook.gpus import GpuGroup, Inventory
+
+# Weight bytes per parameter, by the precision a profile name or tag states.
+BYTES_PER_PARAMETER = {
+    "fp32": 4.0,
+    "fp16": 2.0,
+    "bf16": 2.0,
+    "fp8": 1.0,
+    "int8": 1.0,
+    "int8_wo": 1.0,
+    "int4": 0.5,
+    "int4_awq": 0.5,
+    "w4a16": 0.5,
+    "nvfp4": 0.5,
+    "mxfp4": 0.5,
+}
+
+# "CUDA compute capability > 7.0 (8.0 for bfloat16)": NIM for LLMs support matrix (1.1.0 and later).
+MIN_COMPUTE_CAPABILITY = {"bf16": 8.0}
+
+# ``ampereplus:enabled``: built on Ampere, runs on Ampere and newer (Riva NIM support matrix:
+# prebuilt models on GPUs with compute capability >= 8.0).
+AMPERE_PLUS = 8.0
+
+# NIM's sections that mean "this host can run it" (busy or low free memory is not incompatible).
+NIM_RUNS = {"compatible": True, "compatible_low_memory": True, "compilable": True, "incompatible": False}
+
+_ID_RE = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{64}(?![0-9a-fA-F])")
+_ID_PREFIX_RE = re.compile(r"^[0-9a-fA-F]{4,63}(?:\.\.\.|…)?$")
 
 
-def _as_set(values: Iterable[str] | None) -> set[str] | None:
-    return {v.lower() for v in values} if values else None
-
-
-def _gpus_needed(row: pd.Series) -> int | None:
-    tp, pp = row.get("tp"), row.get("pp")
-    if tp is None or pd.isna(tp):
+def _value(row: pd.Series, column: str):
+    value = row.get(column)
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None
-    return int(tp) * (1 if pp is None or pd.isna(pp) else int(pp))
+    return value
 
 
-def _matching_groups(row: pd.Series, inventory: Inventory) -> list[tuple[GpuGroup, str]]:
-    """Groups that can run this GPU-specific profile, with how they matched."""
-    device, token = row.get("gpu_device"), row.get("gpu")
-    regex = row.get("product_name_regex")
-    found = []
-    for group in inventory.groups:
-        if isinstance(device, str) and device and group.pci_device_id:
-            if device == group.pci_device_id:
-                found.append((group, f"PCI device {device}"))
-        elif isinstance(token, str) and token and token in tokens_served(group.token):
-            found.append((group, f"GPU {token}"))
-        elif isinstance(regex, str) and regex and re.search(regex, group.product.replace(" ", "-")):
-            found.append((group, f"product pattern {regex}"))
-    return found
+def gpus_needed(row: pd.Series) -> int | None:
+    """GPUs one instance of the profile takes: the manifest's ``number_of_gpus``, else TP x PP."""
+    declared = _value(row, "number_of_gpus")
+    if declared:
+        return int(declared)
+    tp, pp = _value(row, "tp"), _value(row, "pp")
+    if tp is None:
+        return None
+    return int(tp) * (int(pp) if pp else 1)
 
 
-def _decide(row: pd.Series, inventory: Inventory, lora: bool, engines, precisions) -> tuple[bool, str]:
-    if row.get("lora") is True and not lora:
-        return False, "skipped: LoRA not wanted"
-    engine = row.get("engine")
-    if engines is not None and (not isinstance(engine, str) or engine.lower() not in engines):
-        return False, f"skipped: engine {engine} not wanted"
-    precision = row.get("precision")
-    if precisions is not None and (not isinstance(precision, str) or precision.lower() not in precisions):
-        return False, f"skipped: precision {precision} not wanted"
-    generic = row.get("generic")
-    if generic is None or pd.isna(generic):
-        return False, "skipped: name not understood (select it by id if it is needed)"
-    needed = _gpus_needed(row)
-    if generic:
-        largest = inventory.max_gpus_per_node()
-        if needed and largest is not None and needed > largest:
-            return False, f"skipped: needs {needed} GPUs per node, nodes have at most {largest}"
-        return True, "generic: runs on any GPU"
+def memory_per_gpu(row: pd.Series, parameters_b: float | None) -> tuple[float | None, str]:
+    """Bytes of GPU memory one GPU needs at least, and how that figure was reached."""
+    needs: list[tuple[float, str]] = []
+    stated = _value(row, "min_gpu_memory_gb")
+    if stated:
+        needs.append((float(stated) * 1e9, f"the profile requires >= {float(stated):g} GB per GPU"))
+    precision = (_value(row, "precision") or "").lower()
+    if parameters_b and precision in BYTES_PER_PARAMETER:
+        gpus = gpus_needed(row) or 1
+        total = parameters_b * 1e9 * BYTES_PER_PARAMETER[precision]
+        over = f" over {gpus} GPUs" if gpus > 1 else ""
+        needs.append((total / gpus, f"{parameters_b:g}B parameters in {precision} are ~{total / 1e9:.0f} GB{over}"))
+    return max(needs) if needs else (None, "")
+
+
+def _gpu_match(row: pd.Series, group: GpuGroup) -> str | None:
+    """How this GPU-specific profile matches the group's GPU, or None."""
+    device, token, regex = _value(row, "gpu_device"), _value(row, "gpu"), _value(row, "product_name_regex")
+    if _value(row, "ampere_plus") is True and (group.compute_capability or 0) >= AMPERE_PLUS:
+        return f"ampereplus: built for {token or device}, runs on compute capability {AMPERE_PLUS:g}+"
+    if device and group.pci_device_id:
+        return f"PCI device {device}" if device == group.pci_device_id else None
+    if token and group.token:
+        return f"GPU {token}" if token == group.token else None
+    if token or device:
+        return None
+    if regex:
+        label = re.sub(r"\s+", "-", group.product)
+        return f"product pattern {regex}" if re.search(regex, label) else None
+    return None
+
+
+def _fit(row: pd.Series, group: GpuGroup, parameters_b: float | None) -> str | None:
+    """Why the group cannot run the profile (count, precision, memory), or None when it can."""
+    needed = gpus_needed(row)
+    if needed and group.gpus_per_node is not None and needed > group.gpus_per_node:
+        return f"needs {needed} GPUs per node, {group.product} nodes have {group.gpus_per_node}"
+    precision = (_value(row, "precision") or "").lower()
+    floor = MIN_COMPUTE_CAPABILITY.get(precision)
+    if floor and group.compute_capability is not None and group.compute_capability < floor:
+        return f"{precision} needs compute capability {floor:g}+, {group.product} has {group.compute_capability:g}"
+    need, why = memory_per_gpu(row, parameters_b)
+    if need and group.memory_mib:
+        have = group.memory_mib * 2**20
+        if need > have:
+            return (
+                f"does not fit: {why}, ~{need / 1e9:.0f} GB per GPU; "
+                f"{group.product} has {have / 1e9:.0f} GB ({group.memory_mib} MiB)"
+            )
+    return None
+
+
+def _target(row: pd.Series) -> str | None:
+    return _value(row, "gpu") or _value(row, "gpu_device") or _value(row, "product_name_regex")
+
+
+def hardware_verdict(
+    row: pd.Series, inventory: Inventory, parameters_b: float | None = None
+) -> tuple[bool | None, str]:
+    """Can some GPU group of the inventory run this profile? (verdict, reason); None: cannot tell."""
+    generic = _value(row, "generic")
+    if generic is None:
+        return None, "name not understood (select it by id if it is needed)"
+    if not generic and _target(row) is None and _value(row, "ampere_plus") is not True:
+        return False, "built for a GPU its name does not state (pass the image's manifest, or select it by id)"
     if not inventory:
-        return False, "skipped: no GPU inventory given"
-    matches = _matching_groups(row, inventory)
-    if not matches:
-        wanted = row.get("gpu") or row.get("gpu_device") or row.get("product_name_regex")
-        return False, f"skipped: built for {wanted}; the cluster has {inventory.describe()}"
-    fitting = [(g, how) for g, how in matches if not needed or g.gpus_per_node is None or needed <= g.gpus_per_node]
-    if not fitting:
-        group = matches[0][0]
-        return False, f"skipped: needs {needed} GPUs per node, {group.product} nodes have {group.gpus_per_node}"
-    group, how = fitting[0]
-    return True, f"matches {group.product} (by {how})"
+        if generic:
+            return True, "generic: runs on any GPU"
+        return False, "no GPU inventory given"
+    matched: list[str] = []
+    for group in inventory.groups:
+        how = "generic" if generic else _gpu_match(row, group)
+        if how is None:
+            continue
+        if (problem := _fit(row, group, parameters_b)) is not None:
+            matched.append(problem)
+            continue
+        if generic:
+            return True, "generic: runs on any GPU"
+        return True, f"matches {group.product} (by {how})"
+    if matched:
+        return False, matched[0]
+    wanted = _target(row)
+    return False, f"built for {wanted}; the cluster has {inventory.describe()}"
+
+
+def _unwanted(row: pd.Series, lora: bool, engines: set[str] | None, precisions: set[str] | None) -> str | None:
+    if row.get("lora") is True and not lora:
+        return "LoRA not wanted"
+    engine = _value(row, "engine")
+    if engines is not None and (not isinstance(engine, str) or engine.lower() not in engines):
+        return f"engine {engine} not wanted"
+    precision = _value(row, "precision")
+    if precisions is not None and (not isinstance(precision, str) or precision.lower() not in precisions):
+        return f"precision {precision} not wanted"
+    return None
+
+
+def _warning(row: pd.Series) -> str:
+    files = _value(row, "files")
+    if _value(row, "in_manifest") is True and files is not None and int(files) == 0:
+        return "the manifest lists no files for this profile: publishing it would upload nothing"
+    return ""
 
 
 def select_profiles(
@@ -81,22 +186,151 @@ def select_profiles(
     lora: bool = True,
     engines: Iterable[str] | None = None,
     precisions: Iterable[str] | None = None,
+    parameters_b: float | None = None,
 ) -> pd.DataFrame:
-    """The profiles with a boolean ``selected`` column and a readable ``reason``.
+    """The profiles with ``runs`` (hardware verdict), ``selected``, a readable ``reason`` and a ``warning``.
 
-    Rules: every generic profile; every profile whose GPU token matches a GPU
-    present, or whose manifest ``gpu_device`` matches a PCI id present when both
-    are known; ``lora=False`` drops LoRA variants; TP x PP above the GPUs of a
-    node is dropped when counts are known.
+    ``parameters_b`` (billions of parameters, see
+    :func:`nimrunbook.profiles.model_parameters_b`) lets the rules tell when a
+    profile's weights cannot fit in the GPUs' memory.
     """
-    engine_set, precision_set = _as_set(engines), _as_set(precisions)
-    decisions = [_decide(row, inventory, lora, engine_set, precision_set) for _, row in profiles.iterrows()]
+    engine_set = {e.lower() for e in engines} if engines else None
+    precision_set = {p.lower() for p in precisions} if precisions else None
+    runs, selected, reasons = [], [], []
+    for _, row in profiles.iterrows():
+        verdict, why = hardware_verdict(row, inventory, parameters_b)
+        unwanted = _unwanted(row, lora, engine_set, precision_set)
+        runs.append(verdict)
+        selected.append(bool(verdict) and unwanted is None)
+        if unwanted is not None:
+            reasons.append(f"skipped: {unwanted}")
+        else:
+            reasons.append(why if verdict else f"skipped: {why}")
     result = profiles.copy()
-    result["selected"] = [selected for selected, _ in decisions]
-    result["reason"] = [reason for _, reason in decisions]
+    result["runs"] = pd.array(runs, dtype="boolean")
+    result["selected"] = selected
+    result["reason"] = reasons
+    result["warning"] = [_warning(row) for _, row in profiles.iterrows()]
     return result
 
 
 def selected_ids(selection: pd.DataFrame) -> list[str]:
     """The ids to pass to ``download-to-cache --profiles``, in listing order."""
     return [str(i) for i in selection.loc[selection["selected"], "id"]]
+
+
+def plan_warnings(selection: pd.DataFrame) -> list[str]:
+    """One line per selected profile that carries a warning."""
+    chosen = selection[selection["selected"] & (selection["warning"] != "")]
+    return [f"{row['id'][:12]} ({row['name']}): {row['warning']}" for _, row in chosen.iterrows()]
+
+
+# ---- the self-check against NIM's own verdict -------------------------------------------------
+
+CHECK_COLUMNS = ["id", "name", "nim_section", "nim_says", "rules_say", "rules_reason", "risk"]
+
+
+def check_against_listing(listing: pd.DataFrame, host: Inventory, *, parameters_b: float | None = None) -> pd.DataFrame:
+    """Every profile where the rules, run for the listing's own host, disagree with NIM's sections.
+
+    ``listing`` is a parsed (optionally enriched) listing that ran on a host
+    with GPUs; ``host`` is that host (its SYSTEM INFO block, or what the user
+    says). ``risk`` is ``missing`` where the rules would leave out a profile NIM
+    runs (the dangerous direction) and ``extra`` where they keep one NIM refuses.
+    """
+    judged = select_profiles(listing, host, lora=True, parameters_b=parameters_b)
+    rows = []
+    for _, row in judged.iterrows():
+        nim = NIM_RUNS.get(row["section"])
+        ours = row["runs"]
+        if nim is None or (not pd.isna(ours) and bool(ours) == nim):
+            continue
+        ours_text = "cannot tell" if pd.isna(ours) else ("runs" if ours else "cannot run")
+        rows.append(
+            {
+                "id": row["id"],
+                "name": row["name"],
+                "nim_section": row["section"],
+                "nim_says": f"{'runs' if nim else 'cannot run'} on {host.describe()} (listed as {row['section']})",
+                "rules_say": ours_text,
+                "rules_reason": row["reason"].removeprefix("skipped: "),
+                "risk": "missing" if nim else "extra",
+            }
+        )
+    return pd.DataFrame(rows, columns=CHECK_COLUMNS)
+
+
+def has_host_verdict(listing: pd.DataFrame) -> bool:
+    """Whether the listing sorted its profiles for a host (sections), not just listed them all."""
+    return bool(listing["section"].isin(list(NIM_RUNS)).any())
+
+
+# ---- profile ids a person gives ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Known:
+    id: str
+    name: str
+
+    def show(self) -> str:
+        return f"{self.id} ({self.name})"
+
+
+def _nearest(item: str, known: Sequence[_Known]) -> list[_Known]:
+    text = item.strip().lower()
+    prefix = re.sub(r"(\.\.\.|…)$", "", text)
+    if _ID_PREFIX_RE.match(text) and (by_prefix := [k for k in known if k.id.startswith(prefix)]):
+        return by_prefix[:3]
+    by_name = [k for k in known if k.name.lower() == text or text in k.name.lower().split()]
+    ids = difflib.get_close_matches(text, [k.id for k in known], n=3, cutoff=0.5)
+    names = difflib.get_close_matches(text, [k.name.lower() for k in known], n=3, cutoff=0.5)
+    close = [k for k in known if k.id in ids] + [k for n in names for k in known if k.name.lower() == n]
+    unique = list(dict.fromkeys([*by_name, *close]))
+    return unique[:3]
+
+
+def resolve_profile_ids(plan: pd.DataFrame, wanted: Iterable[str]) -> list[str]:
+    """The 64-hex ids a person gave (``<id>``, a pasted ``<id> (name)`` or ``<id>: name`` line), in
+    their order; any item that names no id of this image is an error listing the nearest known ids."""
+    known = [_Known(str(i), str(n)) for i, n in zip(plan["id"], plan["name"], strict=True)]
+    ids = {k.id for k in known}
+    chosen: list[str] = []
+    problems: list[str] = []
+    for item in wanted:
+        text = str(item).strip()
+        if not text:
+            continue
+        found = _ID_RE.findall(text)
+        if len(found) == 1 and found[0].lower() in ids:
+            chosen.append(found[0].lower())
+            continue
+        if len(found) > 1:
+            problems.append(f"{text!r} holds {len(found)} profile ids; give one per item.")
+            continue
+        what = "is not a profile of this image" if found else "is not a 64-hex profile id"
+        nearest = _nearest(found[0] if found else text, known)
+        near = ("; nearest known: " + ", ".join(k.show() for k in nearest)) if nearest else ""
+        problems.append(f"{text!r} {what}{near}.")
+    if problems:
+        raise UnknownProfileError(
+            "Some selected profile ids are not profiles of this image: " + " ".join(problems),
+            hint="Use the 64-hex ids from the plan's id column (the picker shows them under 'selected ids').",
+        )
+    return list(dict.fromkeys(chosen))
+
+
+def wanted_ids(wanted: str | Sequence[str]) -> list[str]:
+    """A ``selected_profiles`` value other than "auto" as a list of items: one per list entry or line."""
+    if isinstance(wanted, str):
+        if not _ID_RE.search(wanted):
+            raise InputError(
+                f"selected_profiles={wanted!r} is neither 'auto' nor a list of profile ids.",
+                hint='Use "auto" for the selection rules, or a list of 64-hex profile ids.',
+            )
+        items: list[str] = []
+        for line in re.split(r"[\n,;]+", wanted):
+            ids = _ID_RE.findall(line)
+            items.extend(ids if len(ids) > 1 else [line] if line.strip() else [])
+        return items
+    return [str(item) for item in wanted]

@@ -21,6 +21,8 @@ EXPECTED_SMI = {
     "A100-SXM4-40GB-csv.txt": {"a100_sxm4_40gb": 8},
     "A100-SXM4-80GB-L.txt": {"a100": 8},
     "A100-SXM4-80GB-csv.txt": {"a100": 8},
+    "A100-SXM4-80GB-q-i0.txt": {"a100": 8},
+    "A100-SXM4-80GB-x8-table-truncated-names.txt": {"a100": 8},
     "A10G-L.txt": {"a10g": 4},
     "A10G-csv-mem-used-free.txt": {"a10g": 1},
     "A10G-csv.txt": {"a10g": 4},
@@ -119,9 +121,9 @@ def test_gpu_token_never_crashes(text):
 def test_node_labels_sample_groups_nodes_and_does_not_count_mig_slices():
     inventory = inventory_from_node_labels(fixture_text("k8s-node-labels.txt"))
     by_product = {(g.product, g.mig_slices): g for g in inventory.groups}
-    mig = by_product[("NVIDIA-H100-NVL", 1)]
+    mig = by_product[("NVIDIA H100 NVL", 1)]
     assert mig.count_per_node == 7 and mig.physical_gpus == 1
-    dgx = by_product[("NVIDIA-A100-SXM4-40GB", 0)]
+    dgx = by_product[("NVIDIA A100-SXM4-40GB", 0)]
     assert (dgx.token, dgx.count_per_node, dgx.memory_mib) == ("a100_sxm4_40gb", 4, 40960)
     assert inventory.counts()["h100"] >= 8
 

@@ -43,7 +43,7 @@ def test_tensor_parallel_above_the_gpus_of_a_node_is_dropped():
     one = select_profiles(listing, inventory_from_text("L40S"))
     reasons = dict(zip(one.name, one.reason, strict=True))
     assert reasons["tensorrt_llm-l40s-fp8-tp2-latency"] == "skipped: needs 2 GPUs per node, NVIDIA L40S nodes have 1"
-    assert reasons["vllm-fp16-tp2"] == "skipped: needs 2 GPUs per node, nodes have at most 1"
+    assert reasons["vllm-fp16-tp2"] == "skipped: needs 2 GPUs per node, NVIDIA L40S nodes have 1"
     two = select_profiles(listing, inventory_from_text("2xL40S"))
     assert "tensorrt_llm-l40s-fp8-tp2-latency" in _names(two)
 

@@ -30,6 +30,7 @@ LISTING_COLUMNS = [
     "lora",
     "generic",
     "min_gpu_memory_gb",
+    "ampere_plus",
     "requires",
     "id_truncated",
 ]

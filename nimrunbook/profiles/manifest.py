@@ -16,8 +16,7 @@ import pandas as pd
 import yaml
 
 from nimrunbook.errors import ManifestParseError
-from nimrunbook.gpus import gpu_token, pci_device_id
-from nimrunbook.profiles.names import GENERIC_ENGINES
+from nimrunbook.profiles.names import NameFields, fields_from_tags
 
 MANIFEST_COLUMNS = [
     "id",
@@ -34,6 +33,7 @@ MANIFEST_COLUMNS = [
     "number_of_gpus",
     "trtllm_buildable",
     "product_name_regex",
+    "ampere_plus",
     "files",
 ]
 
@@ -52,12 +52,18 @@ class ManifestProfile:
     id: str
     tags: dict[str, str]
     files: list[ManifestFile] = field(default_factory=list)
+    model: str | None = None  # the entry's ``model`` (v1), when it names one
 
     def tag(self, *names: str) -> str | None:
         for name in names:
             if self.tags.get(name) not in (None, ""):
                 return str(self.tags[name])
         return None
+
+    @property
+    def fields(self) -> NameFields:
+        """What the tags say, decoded by the same rules as a tag-style profile name."""
+        return fields_from_tags(self.tags)
 
     @property
     def engine(self) -> str | None:
@@ -73,19 +79,20 @@ class ManifestProfile:
 
     @property
     def gpu(self) -> str | None:
-        gpu = self.tag("gpu")
-        return gpu_token(gpu) if gpu else None
+        return self.fields.gpu
 
     @property
     def gpu_device(self) -> str | None:
-        device = self.tag("gpu_device")
-        return pci_device_id(device) if device else None
+        return self.fields.gpu_device
 
     @property
     def generic(self) -> bool:
-        if self.trtllm_buildable or (self.engine or "").lower() in GENERIC_ENGINES:
-            return True
-        return self.gpu is None and self.gpu_device is None and not self.tag("product_name_regex")
+        return bool(self.fields.generic)
+
+    @property
+    def number_of_gpus(self) -> int | None:
+        value = self.tag("number_of_gpus")
+        return int(value) if value and value.isdigit() else None
 
     @property
     def name(self) -> str:
@@ -114,6 +121,18 @@ class Manifest:
     def profile(self, profile_id: str) -> ManifestProfile | None:
         return next((p for p in self.profiles if p.id == profile_id), None)
 
+    def model_name(self) -> str | None:
+        """The model the manifest serves (``meta/llama3-70b-instruct``): a v1 entry's ``model``,
+        else the repository its files come from (``ngc://nim/<org>/<model>:tag``)."""
+        for profile in self.profiles:
+            if profile.model:
+                return profile.model
+        for profile in self.profiles:
+            for file in profile.files:
+                if file.uri and (match := re.match(r"ngc://(?:nim/)?(?P<repo>[^:?]+)", file.uri)):
+                    return match.group("repo")
+        return None
+
     def profiles_frame(self) -> pd.DataFrame:
         """The profiles with the same columns as :func:`parse_listing` where they overlap."""
         rows = []
@@ -132,15 +151,17 @@ class Manifest:
                     "mode": p.tag("profile"),
                     "lora": p.lora,
                     "generic": p.generic,
-                    "number_of_gpus": p.tag("number_of_gpus"),
+                    "number_of_gpus": p.number_of_gpus,
                     "trtllm_buildable": p.trtllm_buildable,
                     "product_name_regex": p.tag("product_name_regex"),
+                    "ampere_plus": p.fields.ampere_plus,
                     "files": len(p.files),
                 }
             )
         frame = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
         frame["tp"] = frame["tp"].astype("Int64")
         frame["pp"] = frame["pp"].astype("Int64")
+        frame["number_of_gpus"] = frame["number_of_gpus"].astype("Int64")
         return frame
 
 
@@ -207,7 +228,8 @@ def _profile(entry: dict, profile_id: str | None = None) -> ManifestProfile:
     profile_id = str(profile_id if profile_id is not None else entry.get("id"))
     workspace = entry.get("workspace") or {}
     files = _v1_files(workspace) if "components" in workspace else _v2_files(workspace)
-    return ManifestProfile(profile_id, _tags(entry), files)
+    model = entry.get("model")
+    return ManifestProfile(profile_id, _tags(entry), files, str(model) if isinstance(model, str) else None)
 
 
 def _describe(document) -> str:

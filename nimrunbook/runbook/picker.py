@@ -13,24 +13,18 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from nimrunbook.errors import InputError
 from nimrunbook.progress import human_bytes
+from nimrunbook.selection import resolve_profile_ids, wanted_ids
 
 COLUMNS = ["short id", "name", "engine", "gpu", "precision", "tp/pp", "mode", "lora", "size", "reason"]
 
 
 def initial_ticks(plan: pd.DataFrame, wanted: str | Sequence[str]) -> set[str]:
-    """``"auto"``: what the rules selected; a list: those ids (an id the image lacks is an error)."""
-    if isinstance(wanted, str):
-        if wanted != "auto":
-            raise InputError(
-                f"selected_profiles={wanted!r} is neither 'auto' nor a list of profile ids.",
-                hint='Use "auto" for the selection rules, or a list of 64-hex profile ids.',
-            )
+    """``"auto"``: what the rules selected; otherwise the ids given (one per item, or pasted
+    ``<id> (name)`` lines). An unknown or malformed id is an error naming the nearest known ids."""
+    if isinstance(wanted, str) and wanted.strip() == "auto":
         return set(plan.loc[plan["selected"], "id"])
-    ids = set(plan["id"])
-    chosen = {i for i in wanted if i in ids}
-    return chosen
+    return set(resolve_profile_ids(plan, wanted_ids(wanted)))
 
 
 def rows(plan: pd.DataFrame, sizes: Mapping[str, int] | None = None) -> pd.DataFrame:
