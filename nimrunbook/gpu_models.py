@@ -183,7 +183,8 @@ def identify(text: str, memory_mib: int | None = None) -> GpuModel | None:
         return None
     lowered = text.strip().lower()
     if lowered in KNOWN_TOKENS:
-        return next(m for m in MODELS if m.token == lowered)
+        model = next(m for m in MODELS if m.token == lowered)
+        return BY_DEVICE[_by_memory(model.pci_device_id, memory_mib, lowered.replace("_", " "))]
     device = pci_device_id(lowered)
     if device is not None:
         return BY_DEVICE.get(device)

@@ -40,6 +40,7 @@ __all__ = [
     "identify",
     "inventory_from_cluster",
     "inventory_from_listing",
+    "listing_host",
     "inventory_from_local_host",
     "inventory_from_node_labels",
     "inventory_from_nvidia_smi",
@@ -336,6 +337,13 @@ def inventory_from_listing(text: str) -> Inventory:
     return Inventory(_host_groups(found, "list-model-profiles SYSTEM INFO"))
 
 
+def listing_host(text: str, typed: str = "") -> Inventory:
+    """The host a listing ran on: the GPUs a person names (``typed``), else its SYSTEM INFO block."""
+    if typed.strip():
+        return inventory_from_text(typed)
+    return inventory_from_listing(text)
+
+
 # ---- Kubernetes node labels -------------------------------------------------------------------
 
 
@@ -441,12 +449,12 @@ _COUNT_LAST_RE = re.compile(r"^(?P<name>.+?)\s*[x×*]\s*(?P<n>\d+)$", re.IGNOREC
 
 
 def _typed_item(item: str) -> tuple[str, int]:
-    """``8xB200``, ``H100 x 8``, ``RTX 5090`` -> (name, count); a trailing ``x<digits>`` is a
-    count only when what precedes it names a GPU (``RTX 5090`` is not 5090 ``RT``)."""
-    if match := _COUNT_FIRST_RE.match(item):
-        return match.group("name").strip(), int(match.group("n"))
-    if (match := _COUNT_LAST_RE.match(item)) and identify(match.group("name").strip()) is not None:
-        return match.group("name").strip(), int(match.group("n"))
+    """``8xB200``, ``H100 x 8``, ``RTX 5090``, ``0x20B510DE`` -> (name, count): a count is read
+    only where what remains names a GPU (``RTX 5090`` is not 5090 ``RT``)."""
+    for pattern in (_COUNT_FIRST_RE, _COUNT_LAST_RE):
+        match = pattern.match(item)
+        if match and int(match.group("n")) > 0 and identify(match.group("name").strip()) is not None:
+            return match.group("name").strip(), int(match.group("n"))
     return item, 1
 
 

@@ -173,8 +173,8 @@ def _unwanted(row: pd.Series, lora: bool, engines: set[str] | None, precisions: 
 
 
 def _warning(row: pd.Series) -> str:
-    files = _value(row, "files")
-    if _value(row, "in_manifest") is True and files is not None and int(files) == 0:
+    files = _value(row, "files")  # set from a manifest: enrich(), or Manifest.profiles_frame()
+    if _value(row, "in_manifest") is not False and files is not None and int(files) == 0:
         return "the manifest lists no files for this profile: publishing it would upload nothing"
     return ""
 
@@ -263,6 +263,46 @@ def check_against_listing(listing: pd.DataFrame, host: Inventory, *, parameters_
 def has_host_verdict(listing: pd.DataFrame) -> bool:
     """Whether the listing sorted its profiles for a host (sections), not just listed them all."""
     return bool(listing["section"].isin(list(NIM_RUNS)).any())
+
+
+@dataclass
+class ListingCheck:
+    """The rules' verdict for a listing's own host, compared with NIM's sections."""
+
+    host: Inventory
+    disagreements: pd.DataFrame
+
+    @property
+    def missing(self) -> pd.DataFrame:
+        """Profiles NIM runs on that host but the rules would leave out."""
+        return self.disagreements[self.disagreements["risk"] == "missing"]
+
+    def summary(self) -> str:
+        count = len(self.disagreements)
+        if not count:
+            return f"The rules agree with NIM's own verdict for {self.host.describe()} on every profile."
+        return (
+            f"The rules disagree with NIM's own verdict for {self.host.describe()} on {count} profile(s): "
+            f"{len(self.missing)} NIM runs that the rules would leave out, "
+            f"{count - len(self.missing)} the rules would keep although NIM refuses them."
+        )
+
+
+def check_listing(listing: pd.DataFrame, host: Inventory, *, parameters_b: float | None = None) -> ListingCheck:
+    """:func:`check_against_listing`, with a clear error where there is nothing to check against."""
+    if not has_host_verdict(listing):
+        raise InputError(
+            "The listing sorts no profile into compatible/incompatible sections: list-model-profiles "
+            "ran without GPUs, so there is no NIM verdict to check the rules against.",
+            hint="Run list-model-profiles on a host with the cluster's GPUs (docker run --gpus all ...) and pass that.",
+        )
+    if not host:
+        raise InputError(
+            "The listing does not say which GPUs its host had (no GPU line in a SYSTEM INFO block), "
+            "so NIM's verdict cannot be compared with the rules for the same GPUs.",
+            hint='Say which GPUs the host had, e.g. --listing-gpus "2x A100 80GB PCIe".',
+        )
+    return ListingCheck(host, check_against_listing(listing, host, parameters_b=parameters_b))
 
 
 # ---- profile ids a person gives ----------------------------------------------------------------

@@ -73,3 +73,45 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr.startswith("nimrunbook: error:")
         assert "Traceback" not in result.stderr
+
+
+def test_plan_checks_itself_against_the_listings_own_verdict():
+    listing = FIXTURES / "list-model-profiles/llama-3.1-405b-instruct-1.3.0-8xA100-SXM4-80GB.txt"
+    model = "nvcr.io/nim/meta/llama-3.1-405b-instruct:1.3.0"
+    args = ("profiles", "plan", "--listing", str(listing), "--gpus", "8x A100", "--check-against-listing")
+    agreed = run(*args, "--model", model)
+    assert agreed.returncode == 0, agreed.stderr
+    assert "405B parameters in fp16 are ~810 GB" in agreed.stdout
+    assert "agree with NIM's own verdict for 8x NVIDIA A100-SXM4-80GB on every profile" in agreed.stdout
+    unsized = run(*args)  # without the model's size the rules keep the 405B fp16 profile NIM refuses
+    assert unsized.returncode == 0, unsized.stderr
+    assert "extra" in unsized.stdout and "cannot run on 8x NVIDIA A100-SXM4-80GB" in unsized.stdout
+
+
+def test_check_exits_1_when_the_rules_would_leave_out_what_nim_runs():
+    listing = FIXTURES / "list-model-profiles/llama-3.1-70b-instruct-1.3.3-2xA100-80GB-PCIe-truncated.txt"
+    result = run(
+        "profiles",
+        "plan",
+        "--listing",
+        str(listing),
+        "--gpus",
+        "2x A100 80GB PCIe",
+        "--check-against-listing",
+        "--format",
+        "json",
+    )
+    assert result.returncode == 1, result.stderr
+    check = json.loads(result.stdout)["check"]
+    assert [(d["name"], d["risk"]) for d in check["disagreements"]] == [("70b-trt-engine", "missing")]
+    assert check["disagreements"][0]["rules_reason"].startswith("name not understood")
+
+
+def test_check_of_a_listing_without_system_info_needs_the_hosts_gpus():
+    listing = FIXTURES / "list-model-profiles/llama-3.1-8b-instruct-1.3.3-L4-truncated.txt"
+    base = ("profiles", "plan", "--listing", str(listing), "--gpus", "L4", "--check-against-listing")
+    missing = run(*base)
+    assert missing.returncode == 2 and "--listing-gpus" in missing.stderr
+    stated = run(*base, "--listing-gpus", "NVIDIA L4")
+    assert stated.returncode == 0, stated.stderr
+    assert "agree with NIM's own verdict for 1x NVIDIA L4" in stated.stdout

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from nimrunbook.errors import InputError, UnknownGpuError
 from nimrunbook.gpus import (
     gpu_token,
+    inventory_from_listing,
     inventory_from_local_host,
     inventory_from_node_labels,
     inventory_from_nvidia_smi,
@@ -180,3 +181,59 @@ def test_typed_inventory_rejects_unknown_names_with_help():
 def test_local_host_without_nvidia_smi_is_an_empty_inventory_with_a_note():
     inventory = inventory_from_local_host("nvidia-smi-not-installed-here")
     assert not inventory and "not installed" in inventory.notes[0]
+
+
+@pytest.mark.parametrize(
+    "typed, device, count",
+    [
+        ("8xB200", "2901", 8),
+        ("b200", "2901", 1),
+        ("B300 x 4", "3182", 4),
+        ("2x A100", "20b2", 2),
+        ("A100 40GB", "20b0", 1),
+        ("8x NVIDIA B200", "2901", 8),
+        ("RTX 5090", "2b85", 1),  # "x 5090" is part of the name, not a count
+        ("2 x RTX 5090", "2b85", 2),
+        ("4x 0x20B510DE", "20b5", 4),
+    ],
+)
+def test_typed_names_that_look_like_hex_or_counts(typed, device, count):
+    (group,) = inventory_from_text(typed).groups
+    assert (group.pci_device_id, group.count_per_node) == (device, count)
+
+
+def test_nvidia_smi_q_reads_name_pci_id_and_fb_memory_not_bar1():
+    inventory = inventory_from_nvidia_smi(fixture_text("nvidia-smi/A100-SXM4-80GB-q-i0.txt"))
+    (group,) = inventory.groups
+    assert (group.pci_device_id, group.memory_mib, group.count_per_node) == ("20b2", 81920, 8)
+    assert "1 of the host's 8 attached GPUs" in inventory.notes[0]
+
+
+def test_nvidia_smi_table_with_names_cut_short_uses_the_memory():
+    (group,) = inventory_from_nvidia_smi(fixture_text("nvidia-smi/A100-SXM4-80GB-x8-table-truncated-names.txt")).groups
+    assert (group.product, group.memory_mib, group.count_per_node) == ("NVIDIA A100-SXM4-80GB", 81920, 8)
+    assert group.spelled_as == "NVIDIA A100-SXM..."
+
+
+LISTING_HOSTS = {
+    "deplot-1.0.0-2xH100NVL.txt": {"h100_nvl": 2},
+    "llama-3.1-405b-instruct-1.3.0-8xA100-SXM4-80GB.txt": {"a100": 8},
+    "llama-3.1-70b-instruct-1.3.3-2xA100-80GB-PCIe-truncated.txt": {"a100pcie": 2},
+    "llama-3.1-8b-instruct-1.1.2-2xL40S.txt": {"l40s": 2},
+    "llama-3.2-1b-instruct-1.8.4-RTX6000Ada+T600-noisy.txt": {"NVIDIA RTX 6000 Ada Generation": 1, "NVIDIA T600": 1},
+    "llama3-8b-instruct-1.0.3-2xL40S.txt": {"l40s": 2},
+    "llama3-8b-instruct-1.0.3-A10.txt": {"a10": 1},
+    "llama3-8b-instruct-docs-1.0.0-2xA100-SXM4-80GB-truncated.txt": {"a100": 2},
+    "magpie-tts-multilingual-1.3.0-A100-SXM4-80GB-riva-format.txt": {"a100": 1},
+    "phi-3-mini-4k-instruct-1.2.3-1xA100-80GB-PCIe-truncated.txt": {"a100pcie": 1},
+    "riva-asr-parakeet-0-6b-ctc-en-us-docs-latest-H100-80GB-HBM3-truncated.txt": {"h100": 1},
+    "riva-asr-parakeet-0-6b-ctc-riva-en-us-docs-1.3.2-H100PCIe-truncated.txt": {"h100pcie": 1},
+    "riva-nmt-riva-translate-1_6b-docs-latest-H100PCIe.txt": {"h100pcie": 1},
+    "riva-tts-magpie-tts-multilingual-docs-latest-H100PCIe.txt": {"h100pcie": 1},
+}
+
+
+@pytest.mark.parametrize("path", sorted((FIXTURES / "list-model-profiles").glob("*.txt")), ids=lambda p: p.stem)
+def test_system_info_of_every_real_listing(path):
+    """Free and non-free GPUs are the host's; a listing without SYSTEM INFO GPU lines has no host."""
+    assert inventory_from_listing(path.read_text()).counts() == LISTING_HOSTS.get(path.name, {})

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nimrunbook.errors import ListingParseError
-from nimrunbook.profiles import LISTING_COLUMNS, parse_listing
+from nimrunbook.profiles import LISTING_COLUMNS, decode_name, model_parameters_b, parse_listing
 
 LISTINGS = sorted((FIXTURES / "list-model-profiles").glob("*.txt"))
 
@@ -100,3 +100,62 @@ def test_parse_listing_never_crashes_on_arbitrary_text(text):
 def test_shuffled_real_lines_never_crash(lines):
     with contextlib.suppress(ListingParseError):
         parse_listing("\n".join(lines))
+
+
+def test_riva_dict_text_names_decode_their_tags():
+    frame = parse_listing(
+        fixture_text("list-model-profiles/riva-asr-parakeet-0-6b-ctc-riva-en-us-docs-1.3.2-H100PCIe-truncated.txt")
+    ).set_index("id")
+    rmir = frame.loc["3b65973c2bae708ba3e2f6dc65f7e85c2c12829fdd2970c848e4b7ee00175505"]
+    assert (rmir.engine, bool(rmir.generic), pd_isna(rmir.gpu_device)) == ("rmir", True, True)
+    prebuilt = frame.loc["c08781f3bd37aafe92d47d2e1f82dc8705f508d9f8ad11c6fcccd598adcf0fe4"]
+    assert (prebuilt.engine, prebuilt.gpu_device, bool(prebuilt.ampere_plus), bool(prebuilt.generic)) == (
+        "prebuilt",
+        "20b2",
+        True,
+        False,
+    )
+
+
+def test_prebuilt_tags_without_a_gpu_are_not_generic():
+    frame = parse_listing(fixture_text("list-model-profiles/riva-tts-magpie-tts-multilingual-docs-latest-H100PCIe.txt"))
+    row = frame.iloc[0]
+    assert (row.engine, bool(row.generic), row.gpu, row.gpu_device) == ("prebuilt", False, None, None)
+
+
+@pytest.mark.parametrize(
+    "name, generic, gpu, ampere_plus",
+    [
+        ("type=bert", True, None, None),
+        (
+            "ampereplus:enabled|diarizer:sortformer|gpu:a100|gpu_device:20b2|mode:all|model_type:prebuilt",
+            False,
+            "a100",
+            True,
+        ),
+        ("ampereplus:disabled|batch_size:32|gpu:h100|gpu_device:2330|model_type:prebuilt", False, "h100", False),
+        ("{'model_type': 'rmir', 'name': 'x'}", True, None, None),
+        ("{}", None, None, None),
+    ],
+)
+def test_tag_style_names(name, generic, gpu, ampere_plus):
+    fields = decode_name(name)
+    assert (fields.generic, fields.gpu, fields.ampere_plus) == (generic, gpu, ampere_plus)
+
+
+@pytest.mark.parametrize(
+    "model, billions",
+    [
+        ("nvcr.io/nim/meta/llama-3.1-405b-instruct:1.3.0", 405.0),
+        ("meta/llama3-8b-instruct", 8.0),
+        ("nvidia/llama-3.3-nemotron-super-49b-v1.5", 49.0),
+        ("parakeet-0-6b-ctc-en-us", 0.6),
+        ("riva-translate-1_6b", 1.6),
+        ("qwen/qwen3-30b-a3b", 30.0),
+        ("mistralai/mixtral-8x7b-instruct-v01", None),  # experts: the total is not in the name
+        ("microsoft/phi-3-mini-4k-instruct", None),
+        ("", None),
+    ],
+)
+def test_model_parameters_from_the_name(model, billions):
+    assert model_parameters_b(model) == billions

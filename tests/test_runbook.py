@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from nimrunbook.errors import InputError
+from nimrunbook.errors import InputError, UnknownProfileError
 from nimrunbook.gpus import inventory_from_text
 from nimrunbook.profiles import parse_listing
 from nimrunbook.runbook.inputs import image_entries, recorded_s3_settings
@@ -98,3 +98,25 @@ def test_recorded_s3_settings_fall_back_to_the_record():
     with pytest.raises(InputError, match="No bucket"):
         recorded_s3_settings({})
     assert json.dumps(settings.record())  # the record never holds keys
+
+
+def test_pasted_lines_and_ids_from_a_person(plan):
+    first, fifth = plan.id[0], plan.id[5]
+    pasted = [f"{first} ({plan.name[0]})", f"  {fifth.upper()}: {plan.name[5]}  "]
+    assert initial_ticks(plan, pasted) == {first, fifth}
+    assert initial_ticks(plan, f"{first} ({plan.name[0]})\n{fifth}") == {first, fifth}
+    assert resolve_selection({"img": plan}, [fifth, first])["img"] == [first, fifth]
+
+
+@pytest.mark.parametrize(
+    "given, nearest",
+    [
+        ("ac5071bbd91e…", "ac5071bbd91efcc71dc486fcd5210779570868b3b8328b4abf7a408a58b5e57c"),  # cut short
+        ("vllm-bf16-tp1-pp1", "4f904d571fe60ff24695b5ee2aa42da58cb460787a968f1e8a09f5a7e862728d"),  # a name
+        ("4f904d571fe60ff24695b5ee2aa42da58cb460787a968f1e8a09f5a7e862728e", "4f904d571fe60ff2"),  # one digit off
+    ],
+)
+def test_unknown_or_malformed_ids_are_errors_naming_the_nearest(plan, given, nearest):
+    with pytest.raises(UnknownProfileError) as info:
+        initial_ticks(plan, [given])
+    assert repr(given) in str(info.value) and nearest in str(info.value)

@@ -18,10 +18,23 @@ from nimrunbook.cli.common import (
     s3_settings,
 )
 from nimrunbook.errors import InputError
-from nimrunbook.gpus import Inventory, inventory_from_node_labels, inventory_from_nvidia_smi, inventory_from_text
+from nimrunbook.gpus import (
+    Inventory,
+    inventory_from_node_labels,
+    inventory_from_nvidia_smi,
+    inventory_from_text,
+    listing_host,
+)
 from nimrunbook.hashing import HashJournal
-from nimrunbook.profiles import enrich, parse_listing, parse_manifest
-from nimrunbook.selection import select_profiles, selected_ids
+from nimrunbook.profiles import enrich, model_parameters_b, parse_listing, parse_manifest
+from nimrunbook.selection import (
+    CHECK_COLUMNS,
+    ListingCheck,
+    check_listing,
+    plan_warnings,
+    select_profiles,
+    selected_ids,
+)
 from nimrunbook.store import load_processed, plan_publish, process_to_directory, publish, run_preflight, verify
 from nimrunbook.store.upload import require_verified
 
@@ -36,24 +49,50 @@ def _inventory(args: argparse.Namespace) -> Inventory:
     return inventory_from_node_labels(read_input(args.node_labels, "node labels"))
 
 
+def _print_check(check: ListingCheck, out) -> None:
+    print(f"\nSelf-check against the listing's own verdict: {check.summary()}", file=out)
+    if len(check.disagreements):
+        table = check.disagreements[CHECK_COLUMNS].copy()
+        table["id"] = table["id"].str.slice(0, 12)
+        with_columns = ["risk", "id", "name", "nim_says", "rules_reason"]
+        print(table[with_columns].to_string(index=False), file=out)
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
-    listing = parse_listing(read_input(args.listing, "profile listing"))
+    listing_text = read_input(args.listing, "profile listing")
+    listing = parse_listing(listing_text)
     manifest = parse_manifest(read_input(args.manifest, "model manifest")) if args.manifest else None
+    profiles = enrich(listing, manifest)
+    parameters = model_parameters_b(args.model or (manifest.model_name() if manifest else None))
     inventory = _inventory(args)
     for note in inventory.notes:
         print(f"note: {note}", file=sys.stderr)
-    plan = select_profiles(enrich(listing, manifest), inventory, lora=not args.no_lora)
+    plan = select_profiles(profiles, inventory, lora=not args.no_lora, parameters_b=parameters)
+    check = None
+    if args.check_against_listing:
+        host = listing_host(listing_text, args.listing_gpus or "")
+        check = check_listing(profiles, host, parameters_b=parameters)
     if args.format == "ids":
         print("\n".join(selected_ids(plan)))
     elif args.format == "json":
-        records = json.loads(plan.to_json(orient="records"))
-        print(json.dumps({"inventory": inventory.to_records(), "profiles": records}, indent=2))
+        document = {"inventory": inventory.to_records(), "profiles": json.loads(plan.to_json(orient="records"))}
+        if check is not None:
+            document["check"] = {
+                "host": check.host.to_records(),
+                "summary": check.summary(),
+                "disagreements": json.loads(check.disagreements.to_json(orient="records")),
+            }
+        print(json.dumps(document, indent=2))
     else:
         table = plan[PLAN_TABLE_COLUMNS].copy()
         table["id"] = table["id"].str.slice(0, 12)
         print_table(table)
         print(f"\n{int(plan['selected'].sum())} of {len(plan)} profiles selected for {inventory.describe()}.")
-    return 0
+    for warning in plan_warnings(plan):
+        print(f"warning: {warning}", file=sys.stderr)
+    if check is not None and args.format != "json":
+        _print_check(check, sys.stdout if args.format == "table" else sys.stderr)
+    return 1 if check is not None and len(check.missing) else 0
 
 
 def _objects_and_journal(args: argparse.Namespace):
@@ -119,6 +158,21 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     source.add_argument("--nvidia-smi", help="nvidia-smi -L or --query-gpu CSV output of a cluster node")
     source.add_argument("--node-labels", help="kubectl get nodes -o json, or label=value lines")
     plan.add_argument("--no-lora", action="store_true", help="leave out LoRA variants")
+    plan.add_argument(
+        "--model",
+        help="the model or image (meta/llama-3.1-405b-instruct): its parameter count lets the rules "
+        "skip profiles whose weights cannot fit in the GPUs (default: from --manifest)",
+    )
+    plan.add_argument(
+        "--check-against-listing",
+        action="store_true",
+        help="compare the rules, run for the GPUs of the host the listing ran on, with the listing's own "
+        "compatible/incompatible sections; exit 1 if the rules would leave out a profile NIM runs",
+    )
+    plan.add_argument(
+        "--listing-gpus",
+        help='the GPUs of the host that ran list-model-profiles, when its output names none ("2x A100 80GB PCIe")',
+    )
     plan.add_argument("--format", choices=["table", "json", "ids"], default="table")
     plan.set_defaults(handler=cmd_plan, quiet=True)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from nimrunbook.engine import docker_client
+from nimrunbook.errors import InputError
 from nimrunbook.gpus import (
     Inventory,
     inventory_from_cluster,
@@ -16,14 +17,15 @@ from nimrunbook.gpus import (
     inventory_from_node_labels,
     inventory_from_nvidia_smi,
     inventory_from_text,
+    listing_host,
 )
 from nimrunbook.nim import list_profiles, pull_image, read_manifest
-from nimrunbook.profiles import enrich, parse_manifest
+from nimrunbook.profiles import enrich, model_parameters_b, parse_manifest
 from nimrunbook.runbook.display import show_record, show_table
 from nimrunbook.runbook.inputs import image_entries, secret_from, slug
 from nimrunbook.runbook.picker import ProfilePicker, initial_ticks, resolve_selection
 from nimrunbook.runbook.session import Step
-from nimrunbook.selection import select_profiles
+from nimrunbook.selection import check_listing, has_host_verdict, plan_warnings, select_profiles
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +62,13 @@ def plan_images(
     ngc_api_key_env: str = "NGC_API_KEY",
     listing_environment: Mapping[str, str] | None = None,
     docker_host: str = "",
+    list_with_gpus: bool = False,
 ) -> dict[str, pd.DataFrame]:
-    """For each image: pull it, run list-model-profiles, read the manifest, apply the selection rules."""
+    """For each image: pull it, run list-model-profiles, read the manifest, apply the selection rules.
+
+    With ``list_with_gpus`` the listing runs with this host's GPUs; NIM then sorts the profiles for
+    them, and every disagreement with the rules (run for the same GPUs) is shown.
+    """
     client = docker_client(docker_host or None)
     plans: dict[str, pd.DataFrame] = {}
     recorded = {}
@@ -69,24 +76,46 @@ def plan_images(
         folder = step.run_dir / "images" / slug(ref)
         folder.mkdir(parents=True, exist_ok=True)
         image_id = pull_image(client, ref, ngc_api_key=secret_from(ngc_api_key_env), progress=step.progress)
-        listing, raw_listing = list_profiles(client, ref, environment=dict(listing_environment or {}))
+        listing, raw_listing = list_profiles(
+            client, ref, environment=dict(listing_environment or {}), gpus=list_with_gpus
+        )
         manifest, raw_manifest = read_manifest(client, ref)
         (folder / "list-model-profiles.txt").write_text(raw_listing)
         (folder / "model_manifest.yaml").write_text(raw_manifest)
-        plan = select_profiles(enrich(listing, manifest), inventory, lora=lora)
+        profiles = enrich(listing, manifest)
+        parameters = model_parameters_b(ref) or model_parameters_b(manifest.model_name())
+        plan = select_profiles(profiles, inventory, lora=lora, parameters_b=parameters)
         plans[ref] = plan
         recorded[ref] = {
             "image_id": image_id,
             "folder": str(folder),
             "profiles": len(plan),
             "rules_selected": int(plan["selected"].sum()),
+            "warnings": plan_warnings(plan),
         }
         show_table(
             plan[["id", "name", "section", "selected", "reason"]].assign(id=plan["id"].str.slice(0, 12)),
             f"{ref}: {int(plan['selected'].sum())} of {len(plan)} profiles selected by the rules",
         )
+        for warning in recorded[ref]["warnings"]:
+            log.warning("%s: %s", ref, warning)
+        if has_host_verdict(listing):
+            recorded[ref]["self_check"] = _self_check(ref, profiles, raw_listing, parameters)
     step.save(images=recorded)
     return plans
+
+
+def _self_check(ref: str, profiles: pd.DataFrame, raw_listing: str, parameters: float | None) -> dict:
+    """NIM sorted the profiles for this host's GPUs: show where the rules, for the same GPUs, disagree."""
+    try:
+        check = check_listing(profiles, listing_host(raw_listing), parameters_b=parameters)
+    except InputError as error:
+        log.warning("%s: no self-check: %s", ref, error)
+        return {"summary": str(error)}
+    log.info("%s: %s", ref, check.summary())
+    if len(check.disagreements):
+        show_table(check.disagreements, f"{ref}: {check.summary()}")
+    return {"summary": check.summary(), "disagreements": check.disagreements.to_dict("records")}
 
 
 def wanted_selection(plans: Mapping[str, pd.DataFrame], images, selected_profiles) -> dict[str, str | list[str]]:
