@@ -277,6 +277,14 @@ class ListingCheck:
         """Profiles NIM runs on that host but the rules would leave out."""
         return self.disagreements[self.disagreements["risk"] == "missing"]
 
+    def to_record(self) -> dict:
+        """What the run record keeps: the host, the summary and every disagreement."""
+        return {
+            "host": self.host.describe(),
+            "summary": self.summary(),
+            "disagreements": self.disagreements.to_dict("records"),
+        }
+
     def summary(self) -> str:
         count = len(self.disagreements)
         if not count:

@@ -195,6 +195,16 @@ def test_rules_reproduce_nims_own_sections_for_the_listings_host(name):
     assert all(check.disagreements.nim_says.str.contains(check.host.describe()))
 
 
+def test_the_check_record_names_host_summary_and_each_disagreement():
+    text = fixture_text("list-model-profiles/llama-3.1-70b-instruct-1.3.3-2xA100-80GB-PCIe-truncated.txt")
+    record = check_listing(parse_listing(text), listing_host(text), parameters_b=70).to_record()
+    assert record["host"] == "2x NVIDIA A100 80GB PCIe"
+    assert "1 NIM runs that the rules would leave out" in record["summary"]
+    (row,) = record["disagreements"]
+    assert (row["name"], row["nim_section"], row["risk"]) == ("70b-trt-engine", "compatible", "missing")
+    assert row["nim_says"] == "runs on 2x NVIDIA A100 80GB PCIe (listed as compatible)"
+
+
 def test_a_profile_too_large_for_the_gpus_says_why():
     text = fixture_text("list-model-profiles/llama-3.1-405b-instruct-1.3.0-8xA100-SXM4-80GB.txt")
     plan = select_profiles(parse_listing(text), inventory_from_text("8x A100"), parameters_b=405).set_index("name")

@@ -115,7 +115,7 @@ def _self_check(ref: str, profiles: pd.DataFrame, raw_listing: str, parameters: 
     log.info("%s: %s", ref, check.summary())
     if len(check.disagreements):
         show_table(check.disagreements, f"{ref}: {check.summary()}")
-    return {"summary": check.summary(), "disagreements": check.disagreements.to_dict("records")}
+    return check.to_record()
 
 
 def wanted_selection(plans: Mapping[str, pd.DataFrame], images, selected_profiles) -> dict[str, str | list[str]]:
