@@ -74,7 +74,7 @@ def _command(pid: int) -> str | None:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace").split("\0")
     except OSError:
         return None
-    text = " ".join(a for a in argv[:6] if a)
+    text = " ".join(" ".join(argv[:6]).split())  # one line, however the arguments were written
     return redact(text if len(text) <= 120 else text[:117] + "...") or None
 
 
