@@ -61,7 +61,10 @@ def test_a_file_is_locked_through_a_lock_file_beside_it(holder, tmp_path):
     values.write_text("a: 1\n")
     process = holder("file", values)
     assert (tmp_path / "values.yaml.lock").exists()
-    with pytest.raises(LockedError, match=f"pid {process.pid}.*is merging into {values}"), file_lock(values, "merging into"):
+    with (
+        pytest.raises(LockedError, match=f"pid {process.pid}.*is merging into {values}"),
+        file_lock(values, "merging into"),
+    ):
         pass
     with folder_lock(tmp_path, "writing"):  # the folder is another lock
         pass
