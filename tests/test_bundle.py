@@ -313,3 +313,81 @@ def test_cli_create_verify(standin_manifest, downloaded_cache, tmp_path, keys):
     (tmp_path / "b/README.txt").write_text("changed")
     failed = run("verify", str(tmp_path / "b"), "--public-key", str(keys[0][1]))
     assert failed.returncode == 1 and "FAILED" in failed.stdout
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.lstat().st_size, p.lstat().st_mtime_ns) for p in root.rglob("*")}
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1) and root, to mount read-only")
+def test_import_from_a_read_only_mount(
+    ngc_images, standin_manifest, downloaded_cache, keys, access, s3, internal_registry, certs, tmp_path
+):
+    """The media mounted read-only (a bind mount remounted ro, in a private mount namespace): the import joins
+    split files and builds image views in --staging-dir, writes nothing on the media, and succeeds."""
+    import os
+    import sys
+
+    plan = plan_publish(standin_manifest, downloaded_cache, [VLLM])
+    media = tmp_path / "media"
+    create(
+        media,
+        images=ngc_images[:1],
+        plan=plan,
+        part_size=100_000,
+        sign_key=keys[0][0],
+        access=access,
+        image_backend="skopeo",
+        progress="none",
+    )
+    before = _tree(media)
+    readonly, staging = tmp_path / "usb", tmp_path / "staging"
+    readonly.mkdir()
+    s3.create_bucket("nim-readonly")
+    key_id, secret = s3.credentials["admin"]
+    inside = f"{internal_registry.host}/readonly"
+    options = {
+        "--public-key": keys[0][1],
+        "--registry": inside,
+        "--registry-ca": f"{internal_registry.host}={certs.ca_bundle}",
+        "--bucket": "nim-readonly",
+        "--endpoint-url": s3.endpoint_url,
+        "--ca-bundle": s3.certs.ca_bundle,
+        "--record-dir": tmp_path / "records",
+    }
+    command = [sys.executable, "-m", "nimrunbook.cli", "bundle", "import", str(readonly), "--path-style"]
+    command += [str(part) for pair in options.items() for part in pair]
+    (tmp_path / "tiny").mkdir()
+    script = (
+        f"mount --bind {media} {readonly} && mount -o remount,bind,ro {readonly} && "
+        f"mount -t tmpfs -o size=1m tmpfs {tmp_path / 'tiny'} && "
+        f'! touch {readonly}/probe 2>/dev/null && exec "$@"'
+    )
+    environment = {**os.environ, "AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret}
+
+    def run(staging_dir: Path) -> subprocess.CompletedProcess:
+        arguments = [*command, "--staging-dir", str(staging_dir)]
+        return subprocess.run(
+            ["unshare", "-m", "sh", "-c", script, "sh", *arguments],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=environment,
+        )
+
+    cramped = run(tmp_path / "tiny")  # a 1 MiB staging folder: refused before an image is pushed or a byte sent
+    assert cramped.returncode == 1 and "Traceback" not in cramped.stderr, cramped.stderr
+    assert (
+        "nimrunbook: error: Joining the split files of the bundle needs 262.1 KB free in the staging" in cramped.stderr
+    )
+    bucket = s3_settings(s3, bucket="nim-readonly", path_style=True)
+    assert make_client(bucket).list_objects_v2(Bucket="nim-readonly")["KeyCount"] == 0
+    result = run(staging)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Bundle verification: PASSED" in result.stdout and "Traceback" not in result.stderr
+    assert _tree(media) == before  # not a byte, not a folder written on the media
+    assert not list(staging.iterdir())  # the joined files are gone
+    table = verify_bucket(plan.objects, bucket, deep=True)
+    assert (table["status"] == "ok").all()
+    image = json.loads((media / "bundle.json").read_text())["images"][0]
+    assert SkopeoBackend(access).digest(ImageRef.parse(image["source"]).moved_to(inside)) == image["digest"]

@@ -109,18 +109,10 @@ def _batches(objects: list[dict], room: int) -> Iterator[list[dict]]:
         yield batch
 
 
-def _upload_objects(
-    root: BundleDir,
-    verified: VerifiedBundle,
-    settings: S3Settings,
-    staging: Path,
-    workers: int,
-    progress: ProgressMode,
-) -> tuple[TransferResult, list[PlannedObject]]:
-    entries = verified.manifest["objects"]
-    whole = [e for e in entries if not e.get("parts")]
-    split = [e for e in entries if e.get("parts")]
-    planned = [_planned(e, root.real_path(e["path"]), verified.digest(e["path"])) for e in whole]
+def _to_join(verified: VerifiedBundle, settings: S3Settings, staging: Path, workers: int) -> tuple[list[dict], int]:
+    """The split objects to join (those the bucket lacks) and the room to join them in; checked before any
+    work starts, so a staging folder that is too small is said at once, not after the images were pushed."""
+    split = [e for e in verified.manifest["objects"] if e.get("parts")]
     for entry in split:
         for part in entry["parts"]:
             verified.digest(part["path"])
@@ -130,10 +122,28 @@ def _upload_objects(
     if largest > room:
         raise DiskSpaceError(
             f"Joining the split files of the bundle needs {human_bytes(largest)} free in the staging folder "
-            f"{staging.parent} (the largest one; they are joined and uploaded a batch at a time), and it has "
-            f"{human_bytes(max(room, 0))}.",
+            f"{staging.parent} (for the largest one; they are joined and uploaded a batch at a time), and it has "
+            f"{human_bytes(max(room, 0))} to spare.",
             hint="Give a staging folder with more room (--staging-dir, staging_dir=...); the import resumes.",
         )
+    return to_join, room
+
+
+def _upload_objects(
+    root: BundleDir,
+    verified: VerifiedBundle,
+    settings: S3Settings,
+    staging: Path,
+    joins: tuple[list[dict], int],
+    workers: int,
+    progress: ProgressMode,
+) -> tuple[TransferResult, list[PlannedObject]]:
+    entries = verified.manifest["objects"]
+    split = [e for e in entries if e.get("parts")]
+    planned = [
+        _planned(e, root.real_path(e["path"]), verified.digest(e["path"])) for e in entries if not e.get("parts")
+    ]
+    to_join, room = joins
     results = [publish(planned, settings, workers=workers, progress=progress)] if planned else []
     position = {id(e): n for n, e in enumerate(entries)}
     for batch in _batches(to_join, room):
@@ -205,12 +215,14 @@ def import_(
         assert verified is not None
         result = ImportResult(report)
         with staging_folder(staging_dir, root.path) as staging:
+            uploading = bool(verified.manifest["objects"]) and settings is not None
+            joins = _to_join(verified, settings, staging, workers) if uploading else ([], 0)
             if verified.manifest["images"] and registry:
                 result.images = import_images(
                     root, verified, registry, staging, access=access, workers=2, progress=progress
                 )
-            if verified.manifest["objects"] and settings is not None:
-                result.upload, objects = _upload_objects(root, verified, settings, staging, workers, progress)
+            if uploading:
+                result.upload, objects = _upload_objects(root, verified, settings, staging, joins, workers, progress)
                 result.upload.raise_for_failures()
                 result.bucket_check = verify_bucket(objects, settings, workers=workers, progress=progress)
                 require_verified(result.bucket_check)

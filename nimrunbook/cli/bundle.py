@@ -60,7 +60,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         args.path, public_key=args.public_key, allow_unsigned=args.allow_unsigned, record_dir=args.record_dir
     )
     sys.stdout.write(report.table())
-    print(f"\nrecord: {report.record_json or 'not written (see the notes above)'}")
+    print(f"\nrecord: {report.record_json or 'not written (see the notes above); give --record-dir'}")
     if report.unsigned:
         print(f"\n{report.headline()}: {report.signature}.", file=sys.stderr)
     return 0 if report.ok else 1
@@ -82,8 +82,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     report = result.verification
     print(
         f"{report.headline()}; signature: {report.signature}; images: {[i.status for i in result.images]}; "
-        f"profiles: {result.upload.counts() if result.upload else 'none'}; record: {report.record_json}"
+        f"profiles: {result.upload.counts() if result.upload else 'none'}"
     )
+    print(f"record: {report.record_json or 'not written (' + '; '.join(report.notes[-1:]) + '); give --record-dir'}")
     return 0
 
 
