@@ -193,6 +193,8 @@ def verify(
 
 
 def _check(root: BundleDir, report: VerificationReport, key_text: str | None, key_name, progress: ProgressMode) -> None:
+    if key_text is None:
+        _mark_unsigned(root, report, None)  # said before anything can stop the check, refined once bundle.json is read
     try:
         sums_data = root.read(layout.SUMS)
     except ConfinementError as error:
@@ -280,13 +282,14 @@ def _mark_unsigned(root: BundleDir, report: VerificationReport, document: dict |
             return False
 
     claims = (document or {}).get("signed") is True or any(present(sig) for sig in layout.SIGNATURES)
+    if not report.unsigned:
+        report.notes.append(_UNSIGNED_NOTE)
     report.unsigned = True
     report.signature = (
         f"{UNSIGNED}: the bundle says it is signed, but no public key was given, so its signature was NOT checked"
         if claims
         else f"{UNSIGNED}: the bundle is not signed"
     ) + " (accepted with allow-unsigned)"
-    report.notes.append(_UNSIGNED_NOTE)
 
 
 def _hash(root: BundleDir, name: str, digest: str, size: int, progress: Progress) -> FileCheck:
@@ -330,9 +333,9 @@ def _walk(root: BundleDir, report: VerificationReport, listed: set[str]) -> None
         if relative in listed or kind == "folder":
             continue
         if kind != "file":
-            report.checks.append(
-                FileCheck(relative, "unsafe", f"a {kind} on the media: refused (a bundle holds only folders and files)")
-            )
+            detail = {"too deep": "folders nested too deep: not walked", "changed": "changed while it was listed"}
+            refusal = f"a {kind} on the media: refused (a bundle holds only folders and files)"
+            report.checks.append(FileCheck(relative, "unsafe", detail.get(kind, refusal)))
         elif not _ignored(relative):
             report.checks.append(FileCheck(relative, "extra", "on the media but not in SHA256SUMS"))
 
