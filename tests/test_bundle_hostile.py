@@ -22,6 +22,7 @@ import stat
 import struct
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,22 @@ class Watch:
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+@contextmanager
+def _deadline(seconds: int = 60):
+    """Fail (not hang, not kill the test process) when something reads a FIFO, a device or /dev/zero."""
+
+    def hung(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s: something read a FIFO, a device or /dev/zero")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _sha(data: bytes) -> str:
@@ -347,9 +364,8 @@ def attack(tmp_path, keys, bucket):
         staging = tmp_path / "staging"
         staging.mkdir()
         watch = Watch(b.canary)
-        signal.alarm(60)  # a FIFO or a device that is read would hang here
         try:
-            with pytest.raises(VerificationError) as refused:
+            with _deadline(), pytest.raises(VerificationError) as refused:
                 import_(
                     b.root,
                     settings=bucket,
@@ -360,7 +376,6 @@ def attack(tmp_path, keys, bucket):
                     **{"registry": None, **import_options},
                 )
         finally:
-            signal.alarm(0)
             events = watch.events()
             watch.close()
         assert events == [], f"the canary was touched: {events}"
@@ -396,11 +411,8 @@ def test_a_failed_signature_stops_before_any_listed_file_is_opened(attack, profi
     shutil.copytree(profiles_bundle, b.root)
     replace_and_point_at_a_fifo(b)  # changed after signing: the signature no longer verifies
     watch = Watch(b.root / "profiles")
-    signal.alarm(60)
-    try:
+    with _deadline():
         report = verify(b.root, public_key=keys[1], record_dir=tmp_path / "records", progress="none")
-    finally:
-        signal.alarm(0)
     assert report.signature == "failed" and not report.checks and "no listed file was opened" in report.notes[0]
     assert watch.events() == []
 
