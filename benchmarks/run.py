@@ -231,7 +231,7 @@ def main() -> int:
         ours = timed(
             lambda: (
                 create_bundle(media / "bundle", plan=plan_publish(manifest, cache, ids), progress="none"),
-                verify_bundle(media / "bundle", record_dir=work / "records", progress="none"),
+                verify_bundle(media / "bundle", allow_unsigned=True, record_dir=work / "records", progress="none"),
             )
         )
         drop_caches()

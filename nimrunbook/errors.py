@@ -85,3 +85,20 @@ class PreflightError(StorageError):
 
 class VerificationError(NimRunbookError):
     """Stored objects or files do not match their recorded size or checksum."""
+
+
+class ConfinementError(VerificationError):
+    """A path read from a bundle is unsafe (absolute, ``..``, a symlink, not a regular file) or absent.
+
+    ``status`` names the kind for the verification record: ``missing``, ``unsafe``, ``not a file``,
+    ``too large`` or ``unreadable``.
+    """
+
+    def __init__(self, message: str, *, path: str, status: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
+        self.status = status
+
+
+class LockedError(NimRunbookError):
+    """Another nimrunbook process holds the lock of what this one is about to write."""

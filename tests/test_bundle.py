@@ -122,7 +122,7 @@ def test_wrong_signature_and_tampered_manifest(bundle, keys, tmp_path):
     document = json.loads((copy / "bundle.json").read_text())
     document["inside"]["bucket"] = "attacker-bucket"
     (copy / "bundle.json").write_text(json.dumps(document))
-    naive = verify(copy, record_dir=tmp_path / "r2", progress="none")
+    naive = verify(copy, allow_unsigned=True, record_dir=tmp_path / "r2", progress="none")
     assert _problem(naive) == {"bundle.json": "corrupt"}
     # a careful attacker also rewrites SHA256SUMS: only the signature catches it
     sums = (copy / "SHA256SUMS").read_text().splitlines()
@@ -132,7 +132,8 @@ def test_wrong_signature_and_tampered_manifest(bundle, keys, tmp_path):
     (copy / "SHA256SUMS").write_text("\n".join(sums) + "\n")
     careful = verify(copy, public_key=keys[0][1], record_dir=tmp_path / "r3", progress="none")
     assert careful.signature == "failed" and not careful.ok
-    assert verify(copy, record_dir=tmp_path / "r4", progress="none").signature.startswith("not checked")
+    unchecked = verify(copy, allow_unsigned=True, record_dir=tmp_path / "r4", progress="none")
+    assert unchecked.unsigned and unchecked.signature.startswith("UNSIGNED: the bundle says it is signed")
 
 
 def test_round_trip_into_the_inside_registry_and_bucket(bundle, keys, s3, internal_registry, access, tmp_path):
@@ -160,21 +161,34 @@ def test_round_trip_into_the_inside_registry_and_bucket(bundle, keys, s3, intern
     for image in document["images"]:
         target = ImageRef.parse(image["source"]).moved_to(inside)
         assert skopeo.digest(target) == image["digest"]  # the digest approved outside runs inside
-    again = import_(bundle, registry=inside, settings=settings, access=access, record_dir=tmp_path, progress="none")
+    again = import_(
+        bundle,
+        registry=inside,
+        settings=settings,
+        access=access,
+        public_key=keys[0][1],
+        record_dir=tmp_path,
+        progress="none",
+    )
     assert again.upload.counts()["uploaded"] == 0 and all(i.status == "skipped" for i in again.images)
 
 
-def test_import_refuses_a_failed_bundle(bundle, s3, tmp_path):
+def test_import_refuses_a_failed_bundle(bundle, keys, s3, tmp_path):
     copy = _copy(bundle, tmp_path)
     next((copy / "profiles/objects").iterdir()).unlink()
     with pytest.raises(VerificationError, match="missing"):
         import_(
-            copy, registry=None, settings=s3_settings(s3, bucket="nim-bundle"), record_dir=tmp_path, progress="none"
+            copy,
+            registry=None,
+            settings=s3_settings(s3, bucket="nim-bundle"),
+            public_key=keys[0][1],
+            record_dir=tmp_path,
+            progress="none",
         )
 
 
 def test_incremental_bundle_carries_only_what_is_missing(
-    bundle, s3, internal_registry, access, standin_manifest, downloaded_cache, ngc_images, tmp_path
+    bundle, keys, s3, internal_registry, access, standin_manifest, downloaded_cache, ngc_images, tmp_path
 ):
     settings = s3_settings(s3, bucket="nim-bundle")
     import_(
@@ -182,6 +196,7 @@ def test_incremental_bundle_carries_only_what_is_missing(
         registry=f"{internal_registry.host}/airgap",
         settings=settings,
         access=access,
+        public_key=keys[0][1],
         record_dir=tmp_path,
         progress="none",
     )
@@ -207,7 +222,7 @@ def test_incremental_bundle_carries_only_what_is_missing(
     assert sorted(o["key"] for o in document["objects"]) == sorted(engine_only)
     assert sorted(delta.left_out["images"]) == sorted(ngc_images) and document["images"] == []
     assert len(delta.left_out["objects"]) == len(plan.objects) - len(engine_only)
-    assert verify(tmp_path / "delta", progress="none").ok
+    assert verify(tmp_path / "delta", allow_unsigned=True, progress="none").ok
 
 
 def test_split_parts_for_fat32_style_media(standin_manifest, downloaded_cache, s3, tmp_path):
@@ -227,11 +242,18 @@ def test_split_parts_for_fat32_style_media(standin_manifest, downloaded_cache, s
     shutil.copytree(tmp_path / "split", copy)
     parts_of_copy = sorted((copy / "profiles/objects").glob(weights.key + ".part*"))
     parts_of_copy[1].unlink()
-    assert _problem(verify(copy, record_dir=tmp_path / "r", progress="none")) == {
+    assert _problem(verify(copy, allow_unsigned=True, record_dir=tmp_path / "r", progress="none")) == {
         f"profiles/objects/{parts_of_copy[1].name}": "missing"
     }
     settings = s3_settings(s3, bucket="nim-split")
-    import_(tmp_path / "split", registry=None, settings=settings, record_dir=tmp_path / "r", progress="none")
+    import_(
+        tmp_path / "split",
+        registry=None,
+        settings=settings,
+        allow_unsigned=True,
+        record_dir=tmp_path / "r",
+        progress="none",
+    )
     table = verify_bucket(plan.objects, settings, deep=True, progress="none")
     assert (table["status"] == "ok").all()
     assert bundle_parts.FAT32_PART_SIZE == 4 * 1024**3 - 1
@@ -259,7 +281,7 @@ def test_interrupted_create_resumes_without_rewriting(standin_manifest, download
     )
     assert (resumed.objects_written, resumed.objects_skipped) == (len(plan.objects) - 4, 4)
     assert all((tmp_path / "b/profiles/objects" / name).stat().st_ino == inode for name, inode in inodes.items())
-    assert verify(tmp_path / "b", progress="none").ok
+    assert verify(tmp_path / "b", allow_unsigned=True, progress="none").ok
 
 
 def test_cli_create_verify(standin_manifest, downloaded_cache, tmp_path, keys):
@@ -289,5 +311,83 @@ def test_cli_create_verify(standin_manifest, downloaded_cache, tmp_path, keys):
     checked = run("verify", str(tmp_path / "b"), "--public-key", str(keys[0][1]))
     assert checked.returncode == 0 and "PASSED" in checked.stdout and "signature: verified" in checked.stdout
     (tmp_path / "b/README.txt").write_text("changed")
-    failed = run("verify", str(tmp_path / "b"))
+    failed = run("verify", str(tmp_path / "b"), "--public-key", str(keys[0][1]))
     assert failed.returncode == 1 and "FAILED" in failed.stdout
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.lstat().st_size, p.lstat().st_mtime_ns) for p in root.rglob("*")}
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1) and root, to mount read-only")
+def test_import_from_a_read_only_mount(
+    ngc_images, standin_manifest, downloaded_cache, keys, access, s3, internal_registry, certs, tmp_path
+):
+    """The media mounted read-only (a bind mount remounted ro, in a private mount namespace): the import joins
+    split files and builds image views in --staging-dir, writes nothing on the media, and succeeds."""
+    import os
+    import sys
+
+    plan = plan_publish(standin_manifest, downloaded_cache, [VLLM])
+    media = tmp_path / "media"
+    create(
+        media,
+        images=ngc_images[:1],
+        plan=plan,
+        part_size=100_000,
+        sign_key=keys[0][0],
+        access=access,
+        image_backend="skopeo",
+        progress="none",
+    )
+    before = _tree(media)
+    readonly, staging = tmp_path / "usb", tmp_path / "staging"
+    readonly.mkdir()
+    s3.create_bucket("nim-readonly")
+    key_id, secret = s3.credentials["admin"]
+    inside = f"{internal_registry.host}/readonly"
+    options = {
+        "--public-key": keys[0][1],
+        "--registry": inside,
+        "--registry-ca": f"{internal_registry.host}={certs.ca_bundle}",
+        "--bucket": "nim-readonly",
+        "--endpoint-url": s3.endpoint_url,
+        "--ca-bundle": s3.certs.ca_bundle,
+        "--record-dir": tmp_path / "records",
+    }
+    command = [sys.executable, "-m", "nimrunbook.cli", "bundle", "import", str(readonly), "--path-style"]
+    command += [str(part) for pair in options.items() for part in pair]
+    (tmp_path / "tiny").mkdir()
+    script = (
+        f"mount --bind {media} {readonly} && mount -o remount,bind,ro {readonly} && "
+        f"mount -t tmpfs -o size=1m tmpfs {tmp_path / 'tiny'} && "
+        f'! touch {readonly}/probe 2>/dev/null && exec "$@"'
+    )
+    environment = {**os.environ, "AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret}
+
+    def run(staging_dir: Path) -> subprocess.CompletedProcess:
+        arguments = [*command, "--staging-dir", str(staging_dir)]
+        return subprocess.run(
+            ["unshare", "-m", "sh", "-c", script, "sh", *arguments],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=environment,
+        )
+
+    cramped = run(tmp_path / "tiny")  # a 1 MiB staging folder: refused before an image is pushed or a byte sent
+    assert cramped.returncode == 1 and "Traceback" not in cramped.stderr, cramped.stderr
+    assert (
+        "nimrunbook: error: Joining the split files of the bundle needs 262.1 KB free in the staging" in cramped.stderr
+    )
+    bucket = s3_settings(s3, bucket="nim-readonly", path_style=True)
+    assert make_client(bucket).list_objects_v2(Bucket="nim-readonly")["KeyCount"] == 0
+    result = run(staging)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Bundle verification: PASSED" in result.stdout and "Traceback" not in result.stderr
+    assert _tree(media) == before  # not a byte, not a folder written on the media
+    assert not list(staging.iterdir())  # the joined files are gone
+    table = verify_bucket(plan.objects, bucket, deep=True)
+    assert (table["status"] == "ok").all()
+    image = json.loads((media / "bundle.json").read_text())["images"][0]
+    assert SkopeoBackend(access).digest(ImageRef.parse(image["source"]).moved_to(inside)) == image["digest"]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nimrunbook import __version__
-from nimrunbook.bundle import layout, signing
+from nimrunbook.bundle import guard, layout, signing
 from nimrunbook.bundle.parts import WriteRecord, WrittenFile, write_file
 from nimrunbook.errors import DiskSpaceError
 from nimrunbook.hashing import HashJournal, sha256_file
@@ -65,6 +65,7 @@ def _image_file_entries(root: Path) -> list[dict]:
 
 def _readme(document: dict) -> str:
     signed = document.get("signed")
+    key = "--public-key signer.pub" if signed else "--allow-unsigned"
     lines = [
         "NVIDIA NIM offline bundle (made by nimrunbook)",
         "=" * 46,
@@ -91,8 +92,8 @@ def _readme(document: dict) -> str:
     lines += [
         "3. Verify, import and record it with nimrunbook (refuses a bundle that does not verify):",
         "",
-        "     nimrunbook bundle verify . [--public-key signer.pub]",
-        "     nimrunbook bundle import . --registry <internal-registry> --bucket <bucket> --endpoint-url <https://...>",
+        f"     nimrunbook bundle verify . {key}",
+        f"     nimrunbook bundle import . {key} --registry <internal-registry> --bucket <bucket> --endpoint-url <https://...>",
         "",
         f"Without nimrunbook: images are an OCI image layout in {layout.IMAGES_DIR}/oci (skopeo or crane can push",
         f"them by name); profile objects are in {layout.OBJECTS_DIR}/, one file per object, named as the object key",
@@ -115,6 +116,7 @@ def _object_sha(obj: PlannedObject, journal: HashJournal | None) -> str:
     return obj.sha256
 
 
+@guard.one_writer
 def create(
     destination: str | Path,
     *,
@@ -130,10 +132,13 @@ def create(
     journal: HashJournal | None = None,
     docker_client=None,
     progress: ProgressMode = "log",
+    force: bool = False,
 ) -> BundleResult:
-    """Write a bundle into ``destination`` (a folder on the removable media)."""
+    """Write a bundle into ``destination`` (a folder on the removable media); ``force`` replaces another bundle
+    there (see :mod:`nimrunbook.bundle.guard`)."""
     started = time.monotonic()
     root = Path(destination)
+    guard.claim(root, guard.request_of(images, plan, part_size), force=force)
     (root / layout.STATE_DIR).mkdir(parents=True, exist_ok=True)
     record = WriteRecord(root / layout.STATE_DIR / "written.jsonl")
     access = access or RegistryAccess()

@@ -6,10 +6,12 @@ the next bundle carries only what is missing.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from nimrunbook.errors import InputError
 from nimrunbook.images import RegistryAccess
 from nimrunbook.images.mirror import BackendName, _backend
 from nimrunbook.images.refs import ImageRef
@@ -61,4 +63,34 @@ def inventory(
             digest = engine.digest(ImageRef.parse(ref).moved_to(registry))
             if digest:
                 document["images"][ref] = digest
+    return document
+
+
+def parse_inventory(text: str, source: str) -> dict:
+    """An inventory file carried out of the air gap, checked before ``create(have=...)`` trusts it.
+
+    It decides what the next bundle leaves out, so a malformed one is refused rather than half-used.
+    """
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError):
+        document = None
+    objects = document.get("objects") if isinstance(document, dict) else None
+    images = document.get("images") if isinstance(document, dict) else None
+    well_formed = (
+        isinstance(document, dict)
+        and document.get("format") == FORMAT
+        and isinstance(objects, dict)
+        and isinstance(images, dict)
+        and all(
+            isinstance(v, dict) and type(v.get("size")) is int and isinstance(v.get("sha256"), str | None)
+            for v in objects.values()
+        )
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in images.items())
+    )
+    if not well_formed:
+        raise InputError(
+            f"{source} is not an inventory written by `nimrunbook bundle inventory` ({FORMAT}, with objects and images).",
+            hint="Run `nimrunbook bundle inventory -o inventory.json` inside and carry that file out unchanged.",
+        )
     return document

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from nimrunbook.images.docker_backend import ARCHIVE_NAME
+from nimrunbook.images.mirror import INDEX_NAME, OCI_DIR
+
 MANIFEST = "bundle.json"
 SUMS = "SHA256SUMS"
 README = "README.txt"
 IMAGES_DIR = "images"
+IMAGES_INDEX = f"{IMAGES_DIR}/{INDEX_NAME}"
+OCI_LAYOUT = f"{IMAGES_DIR}/{OCI_DIR}"
+DOCKER_ARCHIVE = f"{IMAGES_DIR}/{ARCHIVE_NAME}"
 OBJECTS_DIR = "profiles/objects"
 STATE_DIR = ".nimrunbook"  # write record; never verified, never shipped as payload
 VERIFICATION_DIR = "verification"
 FORMAT = "nimrunbook.bundle"
 VERSION = 1
 SIGNED_FILES = (SUMS, MANIFEST)
-NOT_PAYLOAD = (SUMS, f"{SUMS}.sig", f"{MANIFEST}.sig")
+SIGNATURES = tuple(f"{name}.sig" for name in SIGNED_FILES)
+NOT_PAYLOAD = (SUMS, *SIGNATURES)
+# Everything `bundle create` may put at the top of its folder; anything else there is not ours.
+TOP_LEVEL = (MANIFEST, SUMS, README, *SIGNATURES, IMAGES_DIR, "profiles", STATE_DIR, VERIFICATION_DIR)

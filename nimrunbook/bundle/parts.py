@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nimrunbook import hashing
+from nimrunbook.bundle.confine import BundleDir
+from nimrunbook.errors import VerificationError
 from nimrunbook.progress import Progress
 
 FAT32_PART_SIZE = 4 * 1024**3 - 1
@@ -118,16 +120,27 @@ def write_file(
     return WrittenFile(relative, size, whole.hexdigest(), parts)
 
 
-def reassemble(root: Path, written: dict, target: Path, progress: Progress | None = None) -> str:
-    """Concatenate a split file's parts into ``target`` (atomically); returns the whole file's sha256."""
+def reassemble(root: BundleDir, parts: list[dict], size: int, target: Path, progress: Progress | None = None) -> str:
+    """Join a split file's parts, read through the bundle's confinement, into ``target`` (outside the bundle:
+    the media may be read-only) under a temporary name; returns the whole file's sha256.
+
+    Never writes more than ``size`` bytes: parts longer than the file they make are refused, not joined.
+    """
     partial = target.with_name(target.name + ".incomplete")
-    digest = hashlib.sha256()
-    with open(partial, "wb") as writer:
-        for part in written["parts"]:
-            with open(root / part["path"], "rb", buffering=0) as reader:
-                while chunk := reader.read(CHUNK):
+    digest, written = hashlib.sha256(), 0
+    with open(partial, "xb") as writer:
+        for part in parts:
+            with root.open(part["path"]) as reader:
+                while chunk := reader.read(min(CHUNK, size + 1 - written)):
+                    written += len(chunk)
+                    if written > size:
+                        raise VerificationError(
+                            f"The parts of {target.name} hold more than its {size} bytes: refused.",
+                            hint="Do not import this bundle; copy it again from the source media.",
+                        )
                     digest.update(chunk)
                     writer.write(chunk)
+                    hashing._counted(len(chunk))
                     if progress:
                         progress.advance(len(chunk))
     os.replace(partial, target)

@@ -10,6 +10,7 @@ namespace, so a signature made for anything else does not verify here.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -18,6 +19,8 @@ from pathlib import Path
 from nimrunbook.errors import InputError, VerificationError
 
 NAMESPACE = "nimrunbook-bundle"
+MAX_PUBLIC_KEY = 16 * 1024
+_PUBLIC_KEY = re.compile(r"(ssh-|ecdsa-|sk-)\S+ \S+")
 SIGNER = "nimrunbook-bundle-signer"
 
 
@@ -55,41 +58,56 @@ def sign(path: Path, private_key: str | Path) -> Path:
     return signature
 
 
-def verify_signature(path: Path, public_key: str | Path) -> None:
-    """Check ``<path>.sig`` against the signer's public key; raises :class:`VerificationError` when it fails."""
-    signature = path.with_name(path.name + ".sig")
-    if not signature.exists():
-        raise VerificationError(
-            f"{signature.name} is missing: the bundle is not signed.", hint="Ask for a signed bundle."
+def read_public_key(public_key: str | Path) -> str:
+    """The one line of an OpenSSH public key file; raises :class:`InputError` for anything else."""
+    try:
+        with open(public_key, "rb") as handle:  # a bounded read: the path might name a device or a FIFO
+            text = handle.read(MAX_PUBLIC_KEY).decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "it is not text"
+        raise InputError(
+            f"Cannot read the public key {public_key}: {reason}.",
+            hint="Give the signer's OpenSSH public key file (one line, e.g. ssh-ed25519 AAAA... signer).",
+        ) from None
+    if len(text.splitlines()) != 1 or not _PUBLIC_KEY.match(text):
+        raise InputError(
+            f"{public_key} is not an OpenSSH public key.",
+            hint="Give the signer's .pub file (one line, e.g. ssh-ed25519 AAAA... signer), not the private key.",
         )
-    key_text = Path(public_key).read_text().strip()
+    return text
+
+
+def verify_bytes(message: bytes, signature: bytes, key_text: str, name: str, key_name: str | Path) -> None:
+    """Check a detached signature of ``message`` (the bytes already read, never read again by path);
+    raises :class:`VerificationError` when it does not verify."""
     with tempfile.TemporaryDirectory() as scratch:
         allowed = Path(scratch) / "allowed_signers"
         allowed.write_text(f'{SIGNER} namespaces="{NAMESPACE}" {key_text}\n')
-        with open(path, "rb") as message:
-            result = subprocess.run(
-                [
-                    _ssh_keygen(),
-                    "-Y",
-                    "verify",
-                    "-f",
-                    str(allowed),
-                    "-I",
-                    SIGNER,
-                    "-n",
-                    NAMESPACE,
-                    "-s",
-                    str(signature),
-                ],
-                stdin=message,
-                capture_output=True,
-                text=True,
-                check=False,
-                timeout=120,
-            )
+        signature_file = Path(scratch) / "signature"
+        signature_file.write_bytes(signature)
+        result = subprocess.run(
+            [
+                _ssh_keygen(),
+                "-Y",
+                "verify",
+                "-f",
+                str(allowed),
+                "-I",
+                SIGNER,
+                "-n",
+                NAMESPACE,
+                "-s",
+                str(signature_file),
+            ],
+            input=message,
+            capture_output=True,
+            check=False,
+            timeout=120,
+        )
     if result.returncode != 0:
+        output = (result.stderr or result.stdout).decode("utf-8", "replace").strip()[:300]
         raise VerificationError(
-            f"The signature {signature.name} does not verify with {public_key}: {(result.stderr or result.stdout).strip()}",
+            f"The signature {name}.sig does not verify with {key_name}: {output}",
             hint="Do not import this bundle. The files were changed after signing, or signed with another key.",
         )
 

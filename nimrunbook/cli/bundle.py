@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from nimrunbook.bundle import create, import_, inventory, verify
+from nimrunbook.bundle.inventory import parse_inventory
 from nimrunbook.bundle.parts import FAT32_PART_SIZE
 from nimrunbook.cli.common import add_profile_id_options, add_s3_options, profile_ids, read_input, s3_settings
 from nimrunbook.cli.images import _access, add_registry_options
@@ -27,7 +28,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 
             manifest = read_manifest(docker_client(), args.manifest_from_image or args.images[0])[0]
         plan = plan_publish(manifest, args.cache, profile_ids(args))
-    have = json.loads(read_input(args.have, "inventory")) if args.have else None
+    have = parse_inventory(read_input(args.have, "inventory"), args.have) if args.have else None
     inside = {
         "bucket": args.bucket,
         "endpoint_url": args.endpoint_url,
@@ -45,6 +46,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         image_backend=args.backend,
         inside={k: v for k, v in inside.items() if v},
         journal=HashJournal(Path(args.cache) / ".nimrunbook-sha256.jsonl") if args.cache else None,
+        force=args.force,
     )
     print(
         f"bundle in {result.path}: {result.files} files, {result.bytes} bytes; signed: {result.signed}; "
@@ -54,9 +56,13 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    report = verify(args.path, public_key=args.public_key, record_dir=args.record_dir)
+    report = verify(
+        args.path, public_key=args.public_key, allow_unsigned=args.allow_unsigned, record_dir=args.record_dir
+    )
     sys.stdout.write(report.table())
-    print(f"\nrecord: {report.record_json}")
+    print(f"\nrecord: {report.record_json or 'not written (see the notes above); give --record-dir'}")
+    if report.unsigned:
+        print(f"\n{report.headline()}: {report.signature}.", file=sys.stderr)
     return 0 if report.ok else 1
 
 
@@ -68,13 +74,17 @@ def cmd_import(args: argparse.Namespace) -> int:
         settings=settings,
         access=_access(args),
         public_key=args.public_key,
+        allow_unsigned=args.allow_unsigned,
+        staging_dir=args.staging_dir,
         workers=args.workers,
         record_dir=args.record_dir,
     )
+    report = result.verification
     print(
-        f"verified ({result.verification.signature}); images: {[i.status for i in result.images]}; "
+        f"{report.headline()}; signature: {report.signature}; images: {[i.status for i in result.images]}; "
         f"profiles: {result.upload.counts() if result.upload else 'none'}"
     )
+    print(f"record: {report.record_json or 'not written (' + '; '.join(report.notes[-1:]) + '); give --record-dir'}")
     return 0
 
 
@@ -88,6 +98,26 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return value
+
+
+def add_key_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--public-key", help="the signer's OpenSSH public key, handed over apart from the media")
+    command.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        help="accept a bundle without checking its signature (no public key): refused otherwise; "
+        "the record then says UNSIGNED",
+    )
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -104,9 +134,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     make.add_argument("--have", help="inventory JSON from the inside: carry only what is missing")
     make.add_argument("--sign-key", help="OpenSSH private key to sign bundle.json and SHA256SUMS")
     size = make.add_mutually_exclusive_group()
-    size.add_argument("--part-size", type=int, help="split files larger than this many bytes into parts")
+    size.add_argument("--part-size", type=positive_int, help="split files larger than this many bytes into parts")
     size.add_argument("--fat32", action="store_true", help="split into parts of 4 GiB - 1 (FAT32 media)")
     make.add_argument("--backend", choices=["auto", "skopeo", "docker"], default="auto")
+    make.add_argument(
+        "--force", action="store_true", help="replace another bundle in the folder (its verification records stay)"
+    )
     for name, text in (
         ("--bucket", "inside bucket"),
         ("--endpoint-url", "inside S3 endpoint"),
@@ -119,16 +152,20 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     check = sub.add_parser("verify", help="check signature and every file; write a verification record")
     check.add_argument("path")
-    check.add_argument("--public-key", help="the signer's OpenSSH public key")
+    add_key_options(check)
     check.add_argument("--record-dir", help="where the record goes (default: <bundle>/verification)")
     check.set_defaults(handler=cmd_verify)
 
     load = sub.add_parser("import", help="verify, then push images and upload profiles inside")
     load.add_argument("path")
     load.add_argument("--registry", help="the internal registry")
-    load.add_argument("--public-key", help="the signer's OpenSSH public key")
-    load.add_argument("--record-dir")
-    load.add_argument("--workers", type=int, default=8)
+    add_key_options(load)
+    load.add_argument("--record-dir", help="where the verification record goes (default: <bundle>/verification)")
+    load.add_argument(
+        "--staging-dir",
+        help="where split files are joined, outside the bundle (default: the system's temporary folder)",
+    )
+    load.add_argument("--workers", type=positive_int, default=8, help="parallel uploads")
     add_s3_options(load)
     add_registry_options(load)
     load.set_defaults(handler=cmd_import)

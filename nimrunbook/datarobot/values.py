@@ -8,9 +8,12 @@ written. Merging keeps the existing file's comments, order and other keys.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import errno
 import io
 import ipaddress
+import os
 import re
 import shutil
 import time
@@ -24,6 +27,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from nimrunbook.errors import InputError
 from nimrunbook.images.refs import ImageRef
+from nimrunbook.locks import file_lock
 
 SECTION = "custom-templates"
 ALLOWLIST_COMMENT = "DataRobot ignores the tags: each entry allows its image in every tag"
@@ -88,33 +92,66 @@ def _merge(target: CommentedMap, source: CommentedMap) -> None:
                 target.ca.items[key] = comment
 
 
+def _backup(path: Path) -> Path:
+    """Copy ``path`` to a backup name no other backup has (microseconds, then a counter; created exclusively,
+    so two merges in the same instant never overwrite each other's), complete and synced before it is named."""
+    now = time.time()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f".{int(now % 1 * 1_000_000):06d}"
+    for attempt in range(1000):
+        backup = path.with_name(f"{path.name}.bak-{stamp}{f'-{attempt}' if attempt else ''}")
+        try:
+            with open(backup, "xb") as writer, open(path, "rb") as reader:
+                shutil.copyfileobj(reader, writer)
+                writer.flush()
+                os.fsync(writer.fileno())
+        except FileExistsError:
+            continue
+        shutil.copystat(path, backup)
+        return backup
+    raise FileExistsError(errno.EEXIST, f"no free backup name for {path}")
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, keeping the file's permissions."""
+    partial = path.with_name(path.name + ".incomplete")
+    with open(partial, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    if path.exists():
+        shutil.copymode(path, partial)
+    partial.replace(path)
+
+
 def merge_values(
     values_file: str | Path, settings: DataRobotSettings, *, write: bool = False
 ) -> tuple[str, Path | None]:
     """Merge our keys into an existing values file, keeping its comments, order and other keys.
 
-    Returns the unified diff and, when ``write``, the backup written first.
+    Returns the unified diff and, when ``write``, the backup written first. Writing holds the file's lock
+    (:func:`nimrunbook.locks.file_lock`) from reading to renaming: a second merge is refused while the first
+    runs, instead of both reading the same original and one of them losing the other's change.
     """
     path = Path(values_file)
-    original = path.read_text() if path.exists() else ""
-    document = _yaml().load(original) if original.strip() else CommentedMap()
-    if not isinstance(document, CommentedMap):
-        raise InputError(f"{path} is not a YAML mapping.", hint="Give the DataRobot Helm values file (values.yaml).")
-    _merge(document, build_values(settings))
-    merged = _dump(document)
-    diff = "".join(
-        difflib.unified_diff(
-            original.splitlines(True), merged.splitlines(True), f"{path} (current)", f"{path} (merged)"
+    with file_lock(path, "merging DataRobot values into") if write else contextlib.nullcontext():
+        original = path.read_text() if path.exists() else ""
+        document = _yaml().load(original) if original.strip() else CommentedMap()
+        if not isinstance(document, CommentedMap):
+            raise InputError(
+                f"{path} is not a YAML mapping.", hint="Give the DataRobot Helm values file (values.yaml)."
+            )
+        _merge(document, build_values(settings))
+        merged = _dump(document)
+        diff = "".join(
+            difflib.unified_diff(
+                original.splitlines(True), merged.splitlines(True), f"{path} (current)", f"{path} (merged)"
+            )
         )
-    )
-    backup = None
-    if write and diff:
-        if path.exists():
-            backup = path.with_name(f"{path.name}.bak-{time.strftime('%Y%m%d%H%M%S')}")
-            shutil.copy2(path, backup)
-        partial = path.with_name(path.name + ".incomplete")
-        partial.write_text(merged)
-        partial.replace(path)
+        backup = None
+        if write and diff:
+            if path.exists():
+                backup = _backup(path)
+            _replace(path, merged)
     return diff, backup
 
 

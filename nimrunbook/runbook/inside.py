@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from nimrunbook import bundle
-from nimrunbook.bundle import layout
+from nimrunbook.bundle.contents import read_manifest
 from nimrunbook.images import RegistryAccess
 from nimrunbook.runbook.display import show_record, show_text
 from nimrunbook.runbook.session import Step
 from nimrunbook.store import S3Settings
 
 
-def verify_bundle(step: Step, bundle_dir: str, public_key: str = "") -> bundle.VerificationReport:
+def verify_bundle(
+    step: Step, bundle_dir: str, public_key: str = "", allow_unsigned: bool = False
+) -> bundle.VerificationReport:
     """Verify and record; a failed bundle stops the notebook here, with the record written."""
     report = bundle.verify(
-        bundle_dir, public_key=public_key or None, record_dir=step.run_dir / "verification", progress=step.progress
+        bundle_dir,
+        public_key=public_key or None,
+        allow_unsigned=allow_unsigned,
+        record_dir=step.run_dir / "verification",
+        progress=step.progress,
     )
     frame = pd.DataFrame([c.__dict__ for c in report.checks], columns=["path", "status", "detail"])
     frame = pd.concat([frame[frame["status"] != "ok"], frame[frame["status"] == "ok"]])  # problems first
@@ -26,7 +31,7 @@ def verify_bundle(step: Step, bundle_dir: str, public_key: str = "") -> bundle.V
         "verification",
         report.as_dict(),
         frame,
-        f"Bundle verification: {'PASSED' if report.ok else 'FAILED'}; signature {report.signature}; "
+        f"{report.headline()}; signature {report.signature}; "
         f"{len(report.checks)} files checked; bundle id {report.bundle_id}",
     )
     show_text(
@@ -39,6 +44,7 @@ def verify_bundle(step: Step, bundle_dir: str, public_key: str = "") -> bundle.V
             "ok": report.ok,
             "bundle_id": report.bundle_id,
             "signature": report.signature,
+            "unsigned": report.unsigned,
             "counts": report.counts(),
             "record": report.record_json,
         }
@@ -48,8 +54,8 @@ def verify_bundle(step: Step, bundle_dir: str, public_key: str = "") -> bundle.V
 
 
 def bundle_facts(bundle_dir: str) -> dict:
-    """What the outside recorded for the inside (bundle.json): images, profiles, settings."""
-    return json.loads((Path(bundle_dir) / layout.MANIFEST).read_text())
+    """What the outside recorded for the inside (bundle.json, read confined): images, profiles, settings."""
+    return read_manifest(bundle_dir)
 
 
 def import_bundle(
@@ -60,6 +66,8 @@ def import_bundle(
     access: RegistryAccess,
     *,
     public_key: str = "",
+    allow_unsigned: bool = False,
+    staging_dir: str = "",
     workers: int = 8,
 ) -> bundle.ImportResult:
     result = bundle.import_(
@@ -68,6 +76,8 @@ def import_bundle(
         settings=settings,
         access=access,
         public_key=public_key or None,
+        allow_unsigned=allow_unsigned,
+        staging_dir=staging_dir or None,
         workers=workers,
         record_dir=step.run_dir / "verification",
         progress=step.progress,
@@ -83,7 +93,7 @@ def import_bundle(
             result.upload.table[["key", "size", "status"]],
             f"Profiles in s3://{settings.bucket}/ (verified against the bundle)",
         )
-    facts = bundle_facts(bundle_dir)
+    facts = result.verification.verified.manifest
     step.save(
         mirror={"registry": internal_registry, "images": [i.as_dict() for i in result.images]},
         publish={
