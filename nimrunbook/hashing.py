@@ -17,7 +17,7 @@ import os
 import threading
 from pathlib import Path
 
-from nimrunbook.progress import Progress
+from nimrunbook.progress import Task
 
 CHUNK = 8 * 1024 * 1024
 BYTES_HASHED = 0
@@ -30,7 +30,7 @@ def _counted(amount: int) -> None:
         BYTES_HASHED += amount
 
 
-def sha256_file(path: Path, progress: Progress | None = None) -> str:
+def sha256_file(path: Path, progress: Task | None = None) -> str:
     """Hash a file in one sequential read."""
     digest = hashlib.sha256()
     with open(path, "rb", buffering=0) as handle:
@@ -42,7 +42,7 @@ def sha256_file(path: Path, progress: Progress | None = None) -> str:
     return digest.hexdigest()
 
 
-def copy_and_hash(source: Path, target: Path, progress: Progress | None = None) -> str:
+def copy_and_hash(source: Path, target: Path, progress: Task | None = None) -> str:
     """Copy ``source`` to ``target`` and hash the bytes on the way; one read, one write."""
     digest = hashlib.sha256()
     with open(source, "rb", buffering=0) as reader, open(target, "wb") as writer:
@@ -92,7 +92,7 @@ class HashJournal:
             with open(self.path, "a") as handle:
                 handle.write(json.dumps({"identity": key, "sha256": sha256, "path": str(path)}) + "\n")
 
-    def sha256(self, path: Path, progress: Progress | None = None) -> str:
+    def sha256(self, path: Path, progress: Task | None = None) -> str:
         """The journal's digest of ``path``, hashing (and recording) it only when unknown."""
         known = self.lookup(path)
         if known:

@@ -36,7 +36,7 @@ from nimrunbook.errors import (
     UnknownProfileError,
 )
 from nimrunbook.profiles import Manifest, parse_listing, parse_manifest
-from nimrunbook.progress import Progress, ProgressMode, make_progress
+from nimrunbook.progress import SILENT, Reporter
 from nimrunbook.redact import redact, register_secret
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def pull_image(
     ref: str,
     *,
     ngc_api_key: str | None = None,
-    progress: ProgressMode = "log",
+    progress: Reporter = SILENT,
 ) -> str:
     """Pull ``ref`` unless the engine has it; returns its image id.
 
@@ -77,7 +77,7 @@ def pull_image(
         return client.images.get(ref).id
     repo, tag = split_ref(ref)
     layers: dict[str, tuple[int, int]] = {}
-    reporter = make_progress(progress, f"pull {ref}")
+    reporter = progress.task(f"pull {ref}")
     try:
         for event in client.api.pull(
             repo, tag, stream=True, decode=True, auth_config=auth_for(ref, _ngc_key(ngc_api_key))
@@ -330,7 +330,7 @@ def download_profiles(
     expected_bytes: int | None = None,
     network_mode: str = "host",
     environment: dict[str, str] | None = None,
-    progress: ProgressMode = "log",
+    progress: Reporter = SILENT,
 ) -> DownloadSummary:
     """Run ``download-to-cache --profiles <ids>`` with ``cache_dir`` mounted at /opt/nim/.cache.
 
@@ -362,7 +362,7 @@ def download_profiles(
     if expected_bytes:
         check_free_space(cache, max(expected_bytes - bytes_before, 0), "The download")
     started = time.monotonic()
-    reporter: Progress = make_progress(progress, f"download {len(ids)} profiles", expected_bytes)
+    reporter = progress.task(f"download {len(ids)} profiles", expected_bytes)
     container_env = {**(environment or {}), "NGC_API_KEY": key, "NIM_CACHE_PATH": CONTAINER_CACHE}
 
     def poll() -> None:

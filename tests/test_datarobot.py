@@ -149,7 +149,7 @@ def test_gpu_inventory_from_a_live_cluster(tmp_path):
 
 def test_credentials_read_only_passes_read_write_warns(s3, standin_manifest, downloaded_cache):
     plan = plan_publish(standin_manifest, downloaded_cache, [VLLM])
-    publish(plan.objects, s3_settings(s3, bucket="nim-direct"), progress="none").raise_for_failures()
+    publish(plan.objects, s3_settings(s3, bucket="nim-direct")).raise_for_failures()
     reader = check_read_credentials(s3_settings(s3, bucket="nim-direct", user="reader"), plan.objects)
     assert reader.ok and reader.warnings == []
     admin = check_read_credentials(s3_settings(s3, bucket="nim-direct"), plan.objects)

@@ -39,30 +39,30 @@ def test_destination_keeps_the_repository_path_and_tag():
 
 def test_mirror_with_skopeo_keeps_digests_and_a_rerun_skips(ngc_registry, internal_registry, certs, ngc_images):
     access = _access(ngc_registry, internal_registry, certs)
-    first = mirror(ngc_images, internal_registry.host, access=access, backend="skopeo", progress="none")
+    first = mirror(ngc_images, internal_registry.host, access=access, backend="skopeo")
     assert [c.status for c in first] == ["copied", "copied"]
     for copy, source in zip(first, ngc_images, strict=True):
         assert copy.destination == source.replace(ngc_registry.host, internal_registry.host)
         assert copy.digest == _digest(access, source) == _digest(access, copy.destination)
-    again = mirror(ngc_images, internal_registry.host, access=access, backend="skopeo", progress="none")
+    again = mirror(ngc_images, internal_registry.host, access=access, backend="skopeo")
     assert [c.status for c in again] == ["skipped", "skipped"]
 
 
 def test_export_import_round_trip_with_identical_digests(ngc_registry, internal_registry, certs, ngc_images, tmp_path):
     access = _access(ngc_registry, internal_registry, certs)
-    exported = export(ngc_images, tmp_path / "media", access=access, backend="skopeo", progress="none")
+    exported = export(ngc_images, tmp_path / "media", access=access, backend="skopeo")
     index = json.loads((tmp_path / "media/oci/index.json").read_text())
     assert sorted(m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]) == sorted(
         ngc_images
     )
-    assert [
-        e.status for e in export(ngc_images, tmp_path / "media", access=access, backend="skopeo", progress="none")
-    ] == ["skipped"] * 2
+    assert [e.status for e in export(ngc_images, tmp_path / "media", access=access, backend="skopeo")] == [
+        "skipped"
+    ] * 2
     inside = f"127.0.0.1:{internal_registry.port}/inside"  # a path prefix, as a Harbor project would be
-    imported = import_(tmp_path / "media", inside, access=access, progress="none")
+    imported = import_(tmp_path / "media", inside, access=access)
     assert [i.digest for i in imported] == [e.digest for e in exported]
     assert [i.destination for i in imported] == [s.replace(ngc_registry.host, inside) for s in ngc_images]
-    assert all(i.status == "skipped" for i in import_(tmp_path / "media", inside, access=access, progress="none"))
+    assert all(i.status == "skipped" for i in import_(tmp_path / "media", inside, access=access))
 
 
 def test_docker_backend_mirror_and_archive_round_trip(
@@ -70,11 +70,9 @@ def test_docker_backend_mirror_and_archive_round_trip(
 ):
     access = _access(ngc_registry, internal_registry, certs)
     target = f"{internal_registry.host}/docker-backend"
-    (copied,) = mirror([ngc_image], target, access=access, backend="docker", docker_client=docker, progress="none")
+    (copied,) = mirror([ngc_image], target, access=access, backend="docker", docker_client=docker)
     assert copied.backend == "docker" and copied.digest == _digest(access, ngc_image)
-    (saved,) = export(
-        [ngc_image], tmp_path / "media", access=access, backend="docker", docker_client=docker, progress="none"
-    )
+    (saved,) = export([ngc_image], tmp_path / "media", access=access, backend="docker", docker_client=docker)
     assert (tmp_path / "media/images.docker.tar").stat().st_size > 0 and saved.image_id.startswith("sha256:")
     docker.images.remove(ngc_image, force=True)
     (loaded,) = import_(
@@ -82,7 +80,6 @@ def test_docker_backend_mirror_and_archive_round_trip(
         f"{internal_registry.host}/from-archive",
         access=access,
         docker_client=docker,
-        progress="none",
     )
     assert loaded.image_id == saved.image_id  # save/load keeps the image id; the manifest digest is re-made
 
@@ -103,10 +100,10 @@ def test_unauthorised_then_authorised(docker, standin_image, tmp_path, ngc_regis
             docker_config=str(tmp_path / "no-docker-config"),
         )
         with pytest.raises(RegistryAuthError) as info:
-            mirror([ref], internal_registry.host + "/auth", access=access, backend="skopeo", progress="none")
+            mirror([ref], internal_registry.host + "/auth", access=access, backend="skopeo")
         assert "s3cret-registry-pw" not in str(info.value)
         access.login(locked.host, "mirror", "s3cret-registry-pw")
-        (copied,) = mirror([ref], internal_registry.host + "/auth", access=access, backend="skopeo", progress="none")
+        (copied,) = mirror([ref], internal_registry.host + "/auth", access=access, backend="skopeo")
         assert copied.status == "copied"
     finally:
         locked.stop()
@@ -120,7 +117,6 @@ def test_unknown_tag_unreachable_registry_and_wrong_ca(ngc_registry, internal_re
             internal_registry.host,
             access=access,
             backend="skopeo",
-            progress="none",
         )
     closed = LocalRegistry.temporary()
     with pytest.raises(DockerError, match="cannot be reached"):
@@ -129,13 +125,12 @@ def test_unknown_tag_unreachable_registry_and_wrong_ca(ngc_registry, internal_re
             closed.host,
             access=RegistryAccess(insecure={ngc_registry.host, closed.host}),
             backend="skopeo",
-            progress="none",
         )
     wrong = RegistryAccess(
         ca_bundles={internal_registry.host: str(certs.other_ca_bundle)}, insecure={ngc_registry.host}
     )
     with pytest.raises(DockerError) as info:
-        mirror([ngc_image], internal_registry.host + "/wrong-ca", access=wrong, backend="skopeo", progress="none")
+        mirror([ngc_image], internal_registry.host + "/wrong-ca", access=wrong, backend="skopeo")
     assert "TLS verification" in str(info.value) and "CA bundle" in str(info.value)
 
 

@@ -19,6 +19,7 @@ from nimrunbook.errors import (
     UnknownProfileError,
 )
 from nimrunbook.nim import cache_usage, download_profiles, list_profiles, prepare_cache_dir, pull_image, read_manifest
+from nimrunbook.progress import LogReporter
 from nimrunbook.sandbox.registry import LocalRegistry
 from nimrunbook.standin import catalog
 
@@ -31,7 +32,7 @@ SMALL = {"NIM_STANDIN_WEIGHT_BYTES": "65536"}
 def test_pull_from_a_registry_then_no_second_pull(docker, ngc_image, caplog):
     docker.images.remove(ngc_image)
     with caplog.at_level(logging.INFO):
-        image_id = pull_image(docker, ngc_image, progress="log")
+        image_id = pull_image(docker, ngc_image, progress=LogReporter())
         assert pull_image(docker, ngc_image) == image_id
     assert "already present; not pulling" in caplog.text
 
@@ -91,7 +92,7 @@ def _download(docker, image, ids, cache, **kwargs):
         ngc_api_key=FAKE_NGC_KEY,
         network_mode="none",
         environment={**SMALL, **kwargs.pop("environment", {})},
-        progress="log",
+        progress=LogReporter(),
         **kwargs,
     )
 
@@ -160,7 +161,7 @@ def test_missing_key_is_refused_before_starting(docker, standin_image, tmp_path,
     monkeypatch.delenv("NGC_API_KEY", raising=False)
     monkeypatch.delenv("NGC_CLI_API_KEY", raising=False)
     with pytest.raises(RegistryAuthError, match="NGC_API_KEY is not set"):
-        download_profiles(docker, standin_image, [VLLM], tmp_path / "cache", network_mode="none", progress="none")
+        download_profiles(docker, standin_image, [VLLM], tmp_path / "cache", network_mode="none")
 
 
 def test_container_failure_names_its_last_lines_without_the_key(docker, standin_image, tmp_path):

@@ -27,7 +27,7 @@ from nimrunbook.hashing import HashJournal, sha256_file
 from nimrunbook.images import RegistryAccess, export
 from nimrunbook.images.mirror import BackendName, _backend
 from nimrunbook.images.refs import ImageRef
-from nimrunbook.progress import ProgressMode, human_bytes, make_progress
+from nimrunbook.progress import SILENT, Reporter, human_bytes
 from nimrunbook.store.plan import PlannedObject, PublishPlan
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ def create(
     image_backend: BackendName = "auto",
     journal: HashJournal | None = None,
     docker_client=None,
-    progress: ProgressMode = "log",
+    progress: Reporter = SILENT,
 ) -> BundleResult:
     """Write a bundle into ``destination`` (a folder on the removable media)."""
     started = time.monotonic()
@@ -183,7 +183,7 @@ def create(
 
     written: dict[str, WrittenFile] = {}
     skipped = 0
-    with make_progress(progress, f"write {len(pending)} profile objects", needed) as reporter:
+    with progress.task(f"write {len(pending)} profile objects", needed) as reporter:
         for obj in objects:
             relative = f"{layout.OBJECTS_DIR}/{obj.key}"
             done = record.complete(root, relative)

@@ -21,7 +21,7 @@ from nimrunbook.bundle.verify import VerificationReport, verify
 from nimrunbook.errors import VerificationError
 from nimrunbook.images import ImageCopy, RegistryAccess
 from nimrunbook.images import import_ as import_images
-from nimrunbook.progress import ProgressMode
+from nimrunbook.progress import SILENT, Reporter
 from nimrunbook.store import S3Settings, TransferResult, publish
 from nimrunbook.store import verify as verify_bucket
 from nimrunbook.store.plan import PlannedObject
@@ -48,7 +48,7 @@ def import_(
     staging_dir: str | Path | None = None,
     workers: int = 8,
     record_dir: str | Path | None = None,
-    progress: ProgressMode = "log",
+    progress: Reporter = SILENT,
 ) -> ImportResult:
     """Verify, then import; raises :class:`VerificationError` before touching anything if the bundle is bad."""
     root = Path(path)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nimrunbook import hashing
-from nimrunbook.progress import Progress
+from nimrunbook.progress import Task
 
 FAT32_PART_SIZE = 4 * 1024**3 - 1
 CHUNK = 8 * 1024 * 1024
@@ -75,9 +75,7 @@ def part_name(relative: str, index: int) -> str:
     return f"{relative}.part{index:04d}"
 
 
-def write_file(
-    source: Path, root: Path, relative: str, part_size: int | None, progress: Progress | None
-) -> WrittenFile:
+def write_file(source: Path, root: Path, relative: str, part_size: int | None, progress: Task | None) -> WrittenFile:
     """Copy ``source`` to ``root/relative`` (or its parts), hashing in the same read."""
     target = root / relative
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +116,7 @@ def write_file(
     return WrittenFile(relative, size, whole.hexdigest(), parts)
 
 
-def reassemble(root: Path, written: dict, target: Path, progress: Progress | None = None) -> str:
+def reassemble(root: Path, written: dict, target: Path, progress: Task | None = None) -> str:
     """Concatenate a split file's parts into ``target`` (atomically); returns the whole file's sha256."""
     partial = target.with_name(target.name + ".incomplete")
     digest = hashlib.sha256()

@@ -20,7 +20,7 @@ from nimrunbook import __version__
 from nimrunbook.bundle import layout, signing
 from nimrunbook.errors import InputError, VerificationError
 from nimrunbook.hashing import sha256_file
-from nimrunbook.progress import ProgressMode, make_progress
+from nimrunbook.progress import SILENT, Reporter
 
 
 @dataclass
@@ -121,7 +121,7 @@ def verify(
     *,
     public_key: str | Path | None = None,
     record_dir: str | Path | None = None,
-    progress: ProgressMode = "log",
+    progress: Reporter = SILENT,
 ) -> VerificationReport:
     """Verify the bundle at ``path``; see the module docstring. Never raises for a bad bundle: read ``ok``."""
     root = Path(path)
@@ -146,7 +146,7 @@ def verify(
     elif signed:
         report.signature = "not checked (no public key given)"
     sizes = _expected_sizes(root)
-    with make_progress(progress, "verify bundle", sum(sizes.values()) or None) as reporter:
+    with progress.task("verify bundle", sum(sizes.values()) or None) as reporter:
         for name, digest in listed:
             file = root / name
             expected = sizes.get(name)

@@ -9,7 +9,14 @@ from pathlib import Path
 
 from nimrunbook.bundle import create, import_, inventory, verify
 from nimrunbook.bundle.parts import FAT32_PART_SIZE
-from nimrunbook.cli.common import add_profile_id_options, add_s3_options, profile_ids, read_input, s3_settings
+from nimrunbook.cli.common import (
+    add_profile_id_options,
+    add_s3_options,
+    profile_ids,
+    progress_reporter,
+    read_input,
+    s3_settings,
+)
 from nimrunbook.cli.images import _access, add_registry_options
 from nimrunbook.hashing import HashJournal
 from nimrunbook.profiles import parse_manifest
@@ -45,6 +52,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         image_backend=args.backend,
         inside={k: v for k, v in inside.items() if v},
         journal=HashJournal(Path(args.cache) / ".nimrunbook-sha256.jsonl") if args.cache else None,
+        progress=progress_reporter(args),
     )
     print(
         f"bundle in {result.path}: {result.files} files, {result.bytes} bytes; signed: {result.signed}; "
@@ -54,7 +62,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    report = verify(args.path, public_key=args.public_key, record_dir=args.record_dir)
+    report = verify(args.path, public_key=args.public_key, record_dir=args.record_dir, progress=progress_reporter(args))
     sys.stdout.write(report.table())
     print(f"\nrecord: {report.record_json}")
     return 0 if report.ok else 1
@@ -70,6 +78,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         public_key=args.public_key,
         workers=args.workers,
         record_dir=args.record_dir,
+        progress=progress_reporter(args),
     )
     print(
         f"verified ({result.verification.signature}); images: {[i.status for i in result.images]}; "

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from nimrunbook.errors import InputError
 from nimrunbook.profiles import Manifest, parse_manifest
+from nimrunbook.progress import SILENT, LogReporter, Reporter
 from nimrunbook.store import S3Settings
 
 
@@ -20,6 +21,11 @@ def read_input(path: str, what: str) -> str:
     if not text.strip():
         raise InputError(f"The {what} {'on standard input' if path == '-' else repr(path)} is empty.")
     return text
+
+
+def progress_reporter(args: argparse.Namespace) -> Reporter:
+    """Progress as log lines on the terminal; none for the commands whose output is the answer (quiet)."""
+    return SILENT if getattr(args, "quiet", False) else LogReporter()
 
 
 def add_s3_options(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ import argparse
 
 import pandas as pd
 
-from nimrunbook.cli.common import print_table
+from nimrunbook.cli.common import print_table, progress_reporter
 from nimrunbook.errors import InputError
 from nimrunbook.images import RegistryAccess, export, import_, mirror
 
@@ -31,15 +31,28 @@ def _show(results) -> int:
 
 
 def cmd_mirror(args: argparse.Namespace) -> int:
-    return _show(mirror(args.images, args.to, access=_access(args), backend=args.backend, workers=args.workers))
+    return _show(
+        mirror(
+            args.images,
+            args.to,
+            access=_access(args),
+            backend=args.backend,
+            workers=args.workers,
+            progress=progress_reporter(args),
+        )
+    )
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    return _show(export(args.images, args.dir, access=_access(args), backend=args.backend))
+    return _show(
+        export(args.images, args.dir, access=_access(args), backend=args.backend, progress=progress_reporter(args))
+    )
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    return _show(import_(args.dir, args.to, access=_access(args), workers=args.workers))
+    return _show(
+        import_(args.dir, args.to, access=_access(args), workers=args.workers, progress=progress_reporter(args))
+    )
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:

@@ -14,6 +14,7 @@ from nimrunbook.cli.common import (
     load_manifest,
     print_table,
     profile_ids,
+    progress_reporter,
     read_input,
     s3_settings,
 )
@@ -72,7 +73,9 @@ def _objects_and_journal(args: argparse.Namespace):
 def cmd_process(args: argparse.Namespace) -> int:
     manifest = load_manifest(args)
     plan = plan_publish(manifest, args.cache, profile_ids(args), image=args.image)
-    result = process_to_directory(plan, args.dest_dir, image=args.image, workers=args.workers)
+    result = process_to_directory(
+        plan, args.dest_dir, image=args.image, workers=args.workers, progress=progress_reporter(args)
+    )
     print(
         f"{result.objects} objects in {result.directory}/objects: {result.linked} hard-linked, {result.copied} copied, "
         f"{result.skipped} already complete. Check with: cd {result.directory} && sha256sum -c SHA256SUMS"
@@ -88,7 +91,9 @@ def cmd_preflight(args: argparse.Namespace) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     objects, journal = _objects_and_journal(args)
-    result = publish(objects, s3_settings(args), workers=args.workers, journal=journal, progress="log")
+    result = publish(
+        objects, s3_settings(args), workers=args.workers, journal=journal, progress=progress_reporter(args)
+    )
     print_table(result.table, ["key", "size", "status", "detail"])
     print(f"\n{result.counts()} in {result.seconds:.1f} s")
     result.raise_for_failures()
@@ -97,7 +102,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     objects, _ = _objects_and_journal(args)
-    table = verify(objects, s3_settings(args), deep=args.deep, workers=args.workers)
+    table = verify(objects, s3_settings(args), deep=args.deep, workers=args.workers, progress=progress_reporter(args))
     print_table(table)
     require_verified(table)
     return 0

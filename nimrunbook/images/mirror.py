@@ -28,7 +28,7 @@ from nimrunbook.images.docker_backend import ARCHIVE_NAME, DockerBackend
 from nimrunbook.images.ecr import is_ecr, prepare_ecr
 from nimrunbook.images.refs import ImageRef
 from nimrunbook.images.skopeo import SkopeoBackend, dir_view_of_layout
-from nimrunbook.progress import ProgressMode, human_bytes, make_progress
+from nimrunbook.progress import SILENT, Reporter, human_bytes
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def mirror(
     workers: int = 2,
     docker_client=None,
     ecr_client=None,
-    progress: ProgressMode = "log",
+    progress: Reporter = SILENT,
 ) -> list[ImageCopy]:
     """Copy each image registry to registry, keeping its path, tag and manifest digest."""
     access = access or RegistryAccess()
@@ -101,7 +101,7 @@ def mirror(
         created = prepare_ecr(targets[0].registry, [t.path for t in targets], access, ecr_client)
         log.info("created ECR repositories: %s", ", ".join(created) or "none needed")
     engine = _backend(backend, access, docker_client)
-    reporter = make_progress(progress, f"mirror {len(images)} images", len(images), unit="images")
+    reporter = progress.task(f"mirror {len(images)} images", len(images), unit="images")
 
     def one(pair: tuple[ImageRef, ImageRef]) -> ImageCopy:
         source, target = pair
@@ -154,7 +154,7 @@ def export(
     access: RegistryAccess | None = None,
     backend: BackendName = "auto",
     docker_client=None,
-    progress: ProgressMode = "log",
+    progress: Reporter = SILENT,
 ) -> list[ImageCopy]:
     """Write every image into ``directory``: one OCI layout whose index names each ref (skopeo), or one
     ``docker save`` archive (Docker backend). Images go in one at a time: one writer per layout."""
@@ -165,7 +165,7 @@ def export(
     engine = _backend(backend, access, docker_client)
     done = {e["source"]: e for e in _read_index(root)["images"]} if (root / INDEX_NAME).exists() else {}
     results: list[ImageCopy] = []
-    with make_progress(progress, f"export {len(images)} images", len(images), unit="images") as reporter:
+    with progress.task(f"export {len(images)} images", len(images), unit="images") as reporter:
         if isinstance(engine, SkopeoBackend):
             _check_space(root, sum(engine.layer_bytes(i) for i in images if str(i) not in done))
             for image in images:
@@ -244,7 +244,7 @@ def import_(
     workers: int = 2,
     docker_client=None,
     ecr_client=None,
-    progress: ProgressMode = "log",
+    progress: Reporter = SILENT,
 ) -> list[ImageCopy]:
     """Push every image of an export to ``destination_registry``, same paths and tags, digests checked."""
     access = access or RegistryAccess()
@@ -255,7 +255,7 @@ def import_(
     if targets and is_ecr(targets[0].registry):
         prepare_ecr(targets[0].registry, [t.path for t in targets], access, ecr_client)
     engine = _backend(index["backend"], access, docker_client)
-    reporter = make_progress(progress, f"import {len(entries)} images", len(entries), unit="images")
+    reporter = progress.task(f"import {len(entries)} images", len(entries), unit="images")
 
     def one(pair: tuple[dict, ImageRef]) -> ImageCopy:
         entry, target = pair

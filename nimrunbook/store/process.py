@@ -27,7 +27,7 @@ from pathlib import Path
 from nimrunbook import __version__
 from nimrunbook.errors import DiskSpaceError, InputError
 from nimrunbook.hashing import HashJournal, copy_and_hash, sha256_file
-from nimrunbook.progress import ProgressMode, human_bytes, make_progress
+from nimrunbook.progress import SILENT, Reporter, Task, human_bytes
 from nimrunbook.store.plan import PlannedObject, PublishPlan
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def _same_filesystem(a: Path, b: Path) -> bool:
     return os.stat(a).st_dev == os.stat(b).st_dev
 
 
-def _place(obj: PlannedObject, target: Path, incomplete: Path, journal: HashJournal, link: bool, progress) -> str:
+def _place(obj: PlannedObject, target: Path, incomplete: Path, journal: HashJournal, link: bool, progress: Task) -> str:
     """Write one object atomically; returns 'linked', 'copied' or 'skipped' and sets obj.sha256."""
     if target.exists() and target.stat().st_size == obj.size:
         known = journal.lookup(target)
@@ -106,7 +106,7 @@ def process_to_directory(
     profile_names: dict[str, str] | None = None,
     workers: int = 2,
     journal: HashJournal | None = None,
-    progress: ProgressMode = "log",
+    progress: Reporter = SILENT,
 ) -> ProcessResult:
     """Write ``plan`` into ``destination`` in the flat NIM layout; see the module docstring.
 
@@ -130,7 +130,7 @@ def process_to_directory(
                 "or free space; complete files are kept on a re-run.",
             )
     started = time.monotonic()
-    reporter = make_progress(progress, f"process {len(plan.objects)} objects", plan.total_bytes)
+    reporter = progress.task(f"process {len(plan.objects)} objects", plan.total_bytes)
     with reporter, ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         outcomes = list(
             pool.map(
@@ -188,11 +188,11 @@ def load_processed(directory: str | Path) -> tuple[dict, list[PlannedObject]]:
     return document, objects
 
 
-def verify_directory(directory: str | Path, progress: ProgressMode = "log") -> list[str]:
+def verify_directory(directory: str | Path, progress: Reporter = SILENT) -> list[str]:
     """Re-hash every object against the manifest; returns the problems (empty when all is well)."""
     _, objects = load_processed(directory)
     problems: list[str] = []
-    with make_progress(progress, "verify directory", sum(o.size for o in objects)) as reporter:
+    with progress.task("verify directory", sum(o.size for o in objects)) as reporter:
         for obj in objects:
             if not obj.source.exists():
                 problems.append(f"missing: {obj.key}")

@@ -23,7 +23,7 @@ from s3transfer.subscribers import BaseSubscriber
 
 from nimrunbook.errors import StorageError, VerificationError
 from nimrunbook.hashing import HashJournal, sha256_file
-from nimrunbook.progress import Progress, ProgressMode, human_bytes, make_progress
+from nimrunbook.progress import SILENT, Reporter, Task, human_bytes
 from nimrunbook.store.client import S3Settings, error_code, make_client, storage_error
 from nimrunbook.store.plan import PlannedObject
 
@@ -36,7 +36,7 @@ PART_SIZE = 8 * 1024 * 1024
 
 
 class _BytesSubscriber(BaseSubscriber):
-    def __init__(self, progress: Progress) -> None:
+    def __init__(self, progress: Task) -> None:
         self.progress = progress
 
     def on_progress(self, future, bytes_transferred: int, **kwargs) -> None:  # noqa: ARG002
@@ -95,7 +95,7 @@ def publish(
     *,
     workers: int = 8,
     journal: HashJournal | None = None,
-    progress: ProgressMode = "log",
+    progress: Reporter = SILENT,
 ) -> TransferResult:
     """Upload ``objects`` to the bucket root; see the module docstring."""
     started = time.monotonic()
@@ -132,7 +132,7 @@ def publish(
         sum(r["status"] == "skipped" for r in rows.values()),
     )
     config = TransferConfig(max_concurrency=workers, multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE)
-    reporter = make_progress(progress, f"upload {len(pending)} objects", total)
+    reporter = progress.task(f"upload {len(pending)} objects", total)
     with reporter, create_transfer_manager(client, config) as manager:
         futures = [
             (
@@ -166,7 +166,7 @@ def publish(
     return result
 
 
-def _content_sha256(client, bucket: str, key: str, progress: Progress) -> str:
+def _content_sha256(client, bucket: str, key: str, progress: Task) -> str:
     digest = hashlib.sha256()
     body = client.get_object(Bucket=bucket, Key=key)["Body"]
     for chunk in body.iter_chunks(8 * 1024 * 1024):
@@ -181,7 +181,7 @@ def verify(
     *,
     deep: bool = False,
     workers: int = 8,
-    progress: ProgressMode = "log",
+    progress: Reporter = SILENT,
 ) -> pd.DataFrame:
     """Check the bucket against a manifest: every object present with its size and sha256.
 
@@ -189,7 +189,7 @@ def verify(
     wants after a transfer); otherwise the recorded digest is compared.
     """
     client = make_client(settings, max_connections=workers * 2 + 2)
-    reporter = make_progress(progress, f"verify {len(objects)} objects", sum(o.size for o in objects) if deep else None)
+    reporter = progress.task(f"verify {len(objects)} objects", sum(o.size for o in objects) if deep else None)
 
     def check(obj: PlannedObject) -> dict:
         row = {"key": obj.key, "size": obj.size, "status": "ok", "detail": ""}
