@@ -131,7 +131,7 @@ def main() -> int:
         baseline = timed(lambda: sh(f"cp -rL {cache} {work / 'cp-rL'}"))
         shutil.rmtree(work / "cp-rL")
         drop_caches()
-        journal = HashJournal(cache / ".nimrunbook-sha256.jsonl")  # the cache's digests, by file identity
+        journal = HashJournal.of_cache(cache)  # the cache's digests, by file identity
         hashed_before = hashing.BYTES_HASHED
         cold = timed(lambda: process_to_directory(plan, work / "processed", workers=2, journal=journal))
         hashed_by_process = hashing.BYTES_HASHED - hashed_before

@@ -12,7 +12,6 @@ import contextlib
 import io
 import logging
 import os
-import shutil
 import tarfile
 import threading
 import time
@@ -35,6 +34,7 @@ from nimrunbook.errors import (
     RegistryAuthError,
     UnknownProfileError,
 )
+from nimrunbook.localdisk import NimCache, require_free_space
 from nimrunbook.profiles import Manifest, parse_listing, parse_manifest
 from nimrunbook.progress import SILENT, Reporter
 from nimrunbook.redact import redact, register_secret
@@ -259,36 +259,9 @@ def prepare_cache_dir(cache_dir: Path) -> None:
         )
 
 
-def cache_usage(cache_dir: Path) -> tuple[int, int]:
-    """(files, bytes) of downloaded content (blobs) in a NIM cache; partial files under tmp/ excluded."""
-    files = total = 0
-    hub = cache_dir / "ngc" / "hub"
-    if not hub.is_dir():
-        return 0, 0
-    for model in hub.iterdir():
-        blobs = model / "blobs"
-        if not blobs.is_dir():
-            continue
-        for entry in os.scandir(blobs):
-            if entry.is_file(follow_symlinks=False):
-                files += 1
-                total += entry.stat(follow_symlinks=False).st_size
-    return files, total
-
-
-def check_free_space(directory: Path, needed_bytes: int | None, what: str) -> None:
-    """Raise :class:`DiskSpaceError` when ``directory`` has less than ``needed_bytes`` free."""
-    if not needed_bytes:
-        return
-    free = shutil.disk_usage(directory).free
-    if free < needed_bytes:
-        from nimrunbook.progress import human_bytes
-
-        raise DiskSpaceError(
-            f"{what} needs {human_bytes(needed_bytes)} more in {directory}, which has {human_bytes(free)} free.",
-            hint="Free space there or choose a directory on a larger disk, then run this step again; what is "
-            "already complete is kept and not fetched again.",
-        )
+def cache_usage(cache_dir: str | Path) -> tuple[int, int]:
+    """(files, bytes) of downloaded content in a NIM cache (see :meth:`NimCache.usage`)."""
+    return NimCache(cache_dir).usage()
 
 
 def _tail(text: str, lines: int = 15) -> str:
@@ -360,7 +333,13 @@ def download_profiles(
     prepare_cache_dir(cache)
     _, bytes_before = cache_usage(cache)
     if expected_bytes:
-        check_free_space(cache, max(expected_bytes - bytes_before, 0), "The download")
+        require_free_space(
+            cache,
+            expected_bytes - bytes_before,
+            what="The download",
+            hint="Free space there or choose a directory on a larger disk, then run this step again; what is "
+            "already complete is kept and not fetched again.",
+        )
     started = time.monotonic()
     reporter = progress.task(f"download {len(ids)} profiles", expected_bytes)
     container_env = {**(environment or {}), "NGC_API_KEY": key, "NIM_CACHE_PATH": CONTAINER_CACHE}

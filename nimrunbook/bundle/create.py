@@ -11,8 +11,6 @@ import getpass
 import hashlib
 import json
 import logging
-import os
-import shutil
 import socket
 import time
 from collections.abc import Sequence
@@ -22,13 +20,13 @@ from pathlib import Path
 from nimrunbook import __version__
 from nimrunbook.bundle import layout, signing
 from nimrunbook.bundle.parts import WriteRecord, WrittenFile, write_file
-from nimrunbook.errors import DiskSpaceError
 from nimrunbook.hashing import HashJournal, sha256_file
 from nimrunbook.images import RegistryAccess, export
 from nimrunbook.images.mirror import BackendName, _backend
 from nimrunbook.images.refs import ImageRef
+from nimrunbook.localdisk import require_free_space, write_text_atomic
 from nimrunbook.progress import SILENT, Reporter, human_bytes
-from nimrunbook.store.plan import PlannedObject, PublishPlan
+from nimrunbook.store.plan import PublishPlan
 
 log = logging.getLogger(__name__)
 
@@ -103,18 +101,6 @@ def _readme(document: dict) -> str:
     return "\n".join(lines)
 
 
-def _write_text(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".incomplete")
-    partial.write_text(text)
-    os.replace(partial, path)
-
-
-def _object_sha(obj: PlannedObject, journal: HashJournal | None) -> str:
-    if obj.sha256 is None:
-        obj.sha256 = journal.sha256(obj.source) if journal else sha256_file(obj.source)
-    return obj.sha256
-
-
 def create(
     destination: str | Path,
     *,
@@ -153,7 +139,7 @@ def create(
         kept = []
         for obj in objects:
             there = have_objects.get(obj.key)
-            if there and there.get("size") == obj.size and there.get("sha256") == _object_sha(obj, journal):
+            if there and there.get("size") == obj.size and there.get("sha256") == obj.digest(journal):
                 left_out["objects"].append(obj.key)
             else:
                 kept.append(obj)
@@ -161,14 +147,13 @@ def create(
 
     pending = [o for o in objects if record.complete(root, f"{layout.OBJECTS_DIR}/{o.key}") is None]
     needed = sum(o.size for o in pending)
-    free = shutil.disk_usage(root).free
-    if needed > free:
-        raise DiskSpaceError(
-            f"The bundle needs {human_bytes(needed)} more for profiles in {root} (plus the images), and it has "
-            f"{human_bytes(free)} free.",
-            hint="Use larger media, or make an incremental bundle against the inside's inventory (have=...); "
-            "files already written are kept on a re-run.",
-        )
+    require_free_space(
+        root,
+        needed,
+        what="The bundle's profiles (the images come on top)",
+        hint="Use larger media, or make an incremental bundle against the inside's inventory (have=...); "
+        "files already written are kept on a re-run.",
+    )
 
     image_results = []
     if wanted_images:
@@ -228,14 +213,14 @@ def create(
         "signed": bool(sign_key),
         "files": [],
     }
-    _write_text(root / layout.README, _readme(document))
+    write_text_atomic(root / layout.README, _readme(document))
     readme = root / layout.README
     files.append({"path": layout.README, "size": readme.stat().st_size, "sha256": sha256_file(readme)})
     document["files"] = files
-    _write_text(root / layout.MANIFEST, json.dumps(document, indent=2) + "\n")
+    write_text_atomic(root / layout.MANIFEST, json.dumps(document, indent=2) + "\n")
     manifest_sha = hashlib.sha256((root / layout.MANIFEST).read_bytes()).hexdigest()
     sums = "".join(f"{f['sha256']}  {f['path']}\n" for f in files) + f"{manifest_sha}  {layout.MANIFEST}\n"
-    _write_text(root / layout.SUMS, sums)
+    write_text_atomic(root / layout.SUMS, sums)
     if sign_key:
         for name in layout.SIGNED_FILES:
             signing.sign(root / name, sign_key)

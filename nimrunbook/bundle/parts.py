@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nimrunbook import hashing
+from nimrunbook.localdisk import atomic_writer
 from nimrunbook.progress import Task
 
 FAT32_PART_SIZE = 4 * 1024**3 - 1
-CHUNK = 8 * 1024 * 1024
 
 
 @dataclass
@@ -81,52 +81,24 @@ def write_file(source: Path, root: Path, relative: str, part_size: int | None, p
     target.parent.mkdir(parents=True, exist_ok=True)
     size = source.stat().st_size
     if not part_size or size <= part_size:
-        partial = target.with_name(target.name + ".incomplete")
-        digest = hashing.copy_and_hash(source, partial, progress)
-        os.replace(partial, target)
-        return WrittenFile(relative, size, digest)
+        return WrittenFile(relative, size, hashing.copy_and_hash(source, target, progress))
     whole = hashlib.sha256()
     parts: list[dict] = []
     with open(source, "rb", buffering=0) as reader:
-        index = 0
-        while True:
-            remaining = min(part_size, size - index * part_size)
-            if remaining <= 0:
-                break
+        for index in range((size + part_size - 1) // part_size):
             name = part_name(relative, index)
-            partial = root / (name + ".incomplete")
             part_hash = hashlib.sha256()
-            with open(partial, "wb") as writer:
-                while remaining > 0:
-                    chunk = reader.read(min(CHUNK, remaining))
-                    if not chunk:
-                        break
-                    whole.update(chunk)
-                    part_hash.update(chunk)
-                    writer.write(chunk)
-                    remaining -= len(chunk)
-                    hashing._counted(len(chunk))
-                    if progress:
-                        progress.advance(len(chunk))
-                writer.flush()
-                os.fsync(writer.fileno())
-            os.replace(partial, root / name)
+            with atomic_writer(root / name) as writer:
+                hashing.pump(reader, writer, [whole, part_hash], progress, limit=part_size)
             parts.append({"path": name, "size": (root / name).stat().st_size, "sha256": part_hash.hexdigest()})
-            index += 1
     return WrittenFile(relative, size, whole.hexdigest(), parts)
 
 
 def reassemble(root: Path, written: dict, target: Path, progress: Task | None = None) -> str:
     """Concatenate a split file's parts into ``target`` (atomically); returns the whole file's sha256."""
-    partial = target.with_name(target.name + ".incomplete")
     digest = hashlib.sha256()
-    with open(partial, "wb") as writer:
+    with atomic_writer(target) as writer:
         for part in written["parts"]:
             with open(root / part["path"], "rb", buffering=0) as reader:
-                while chunk := reader.read(CHUNK):
-                    digest.update(chunk)
-                    writer.write(chunk)
-                    if progress:
-                        progress.advance(len(chunk))
-    os.replace(partial, target)
+                hashing.pump(reader, writer, [digest], progress)
     return digest.hexdigest()

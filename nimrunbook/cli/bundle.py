@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from nimrunbook.bundle import create, import_, inventory, verify
 from nimrunbook.bundle.parts import FAT32_PART_SIZE
@@ -19,6 +18,7 @@ from nimrunbook.cli.common import (
 )
 from nimrunbook.cli.images import _access, add_registry_options
 from nimrunbook.hashing import HashJournal
+from nimrunbook.localdisk import write_text_atomic
 from nimrunbook.profiles import parse_manifest
 from nimrunbook.store import plan_publish
 
@@ -51,7 +51,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         access=_access(args),
         image_backend=args.backend,
         inside={k: v for k, v in inside.items() if v},
-        journal=HashJournal(Path(args.cache) / ".nimrunbook-sha256.jsonl") if args.cache else None,
+        journal=HashJournal.of_cache(args.cache) if args.cache else None,
         progress=progress_reporter(args),
     )
     print(
@@ -92,7 +92,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     document = inventory(settings, registry=args.registry, images=args.images or [], access=_access(args))
     text = json.dumps(document, indent=2) + "\n"
     if args.output:
-        Path(args.output).write_text(text)
+        write_text_atomic(args.output, text)
         print(f"inventory of {len(document['objects'])} objects and {len(document['images'])} images in {args.output}")
     else:
         sys.stdout.write(text)

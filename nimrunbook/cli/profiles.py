@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from nimrunbook.cli.common import (
     add_manifest_options,
@@ -61,13 +60,13 @@ def _objects_and_journal(args: argparse.Namespace):
     """The objects to publish: from a processed directory, or planned straight from the cache."""
     if args.from_dir:
         _, objects = load_processed(args.from_dir)
-        return objects, HashJournal(Path(args.from_dir) / ".nimrunbook" / "sha256.jsonl")
+        return objects, HashJournal.of_directory(args.from_dir)
     if not args.cache:
         raise InputError(
             "Say where the profiles are: --from-dir DIR (processed) or --cache DIR with --manifest/--image."
         )
     plan = plan_publish(load_manifest(args), args.cache, profile_ids(args))
-    return plan.objects, HashJournal(Path(args.cache) / ".nimrunbook-sha256.jsonl")
+    return plan.objects, HashJournal.of_cache(args.cache)
 
 
 def cmd_process(args: argparse.Namespace) -> int:

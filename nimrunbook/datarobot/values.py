@@ -24,6 +24,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from nimrunbook.errors import InputError
 from nimrunbook.images.refs import ImageRef
+from nimrunbook.localdisk import write_text_atomic
 
 SECTION = "custom-templates"
 ALLOWLIST_COMMENT = "DataRobot ignores the tags: each entry allows its image in every tag"
@@ -112,9 +113,7 @@ def merge_values(
         if path.exists():
             backup = path.with_name(f"{path.name}.bak-{time.strftime('%Y%m%d%H%M%S')}")
             shutil.copy2(path, backup)
-        partial = path.with_name(path.name + ".incomplete")
-        partial.write_text(merged)
-        partial.replace(path)
+        write_text_atomic(path, merged)
     return diff, backup
 
 

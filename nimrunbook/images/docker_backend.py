@@ -19,6 +19,7 @@ import docker.errors
 from nimrunbook.engine import registry_failure
 from nimrunbook.images.access import RegistryAccess
 from nimrunbook.images.refs import ImageRef
+from nimrunbook.localdisk import atomic_writer
 
 log = logging.getLogger(__name__)
 
@@ -85,13 +86,11 @@ class DockerBackend:
 
     def save(self, refs: list[str], archive: Path) -> None:
         """One ``docker save`` of every ref into ``archive``, written under a temporary name first."""
-        partial = archive.with_name(archive.name + ".incomplete")
         response = self.client.api._get(self.client.api._url("/images/get"), params={"names": refs}, stream=True)
         self.client.api._raise_for_status(response)
-        with open(partial, "wb") as writer:
+        with atomic_writer(archive) as writer:
             for chunk in response.iter_content(8 * 1024 * 1024):
                 writer.write(chunk)
-        partial.replace(archive)
 
     def load(self, archive: Path) -> None:
         with open(archive, "rb") as reader:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import tempfile
 import time
 from collections.abc import Sequence
@@ -21,14 +20,15 @@ from pathlib import Path
 from typing import Literal
 
 from nimrunbook.engine import registry_failure
-from nimrunbook.errors import DiskSpaceError, InputError, VerificationError
+from nimrunbook.errors import InputError, VerificationError
 from nimrunbook.images import skopeo
 from nimrunbook.images.access import RegistryAccess
 from nimrunbook.images.docker_backend import ARCHIVE_NAME, DockerBackend
 from nimrunbook.images.ecr import is_ecr, prepare_ecr
 from nimrunbook.images.refs import ImageRef
 from nimrunbook.images.skopeo import SkopeoBackend, dir_view_of_layout
-from nimrunbook.progress import SILENT, Reporter, human_bytes
+from nimrunbook.localdisk import require_free_space, write_text_atomic
+from nimrunbook.progress import SILENT, Reporter
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +142,7 @@ def _read_index(directory: Path) -> dict:
 
 
 def _write_index(directory: Path, document: dict) -> None:
-    partial = directory / (INDEX_NAME + ".incomplete")
-    partial.write_text(json.dumps(document, indent=2) + "\n")
-    partial.replace(directory / INDEX_NAME)
+    write_text_atomic(directory / INDEX_NAME, json.dumps(document, indent=2) + "\n")
 
 
 def export(
@@ -228,12 +226,12 @@ def export(
 
 
 def _check_space(directory: Path, needed: int) -> None:
-    free = shutil.disk_usage(directory).free
-    if needed > free:
-        raise DiskSpaceError(
-            f"The export needs about {human_bytes(needed)} in {directory}, which has {human_bytes(free)} free.",
-            hint="Free space or export to a larger disk; images already exported are kept and skipped on a re-run.",
-        )
+    require_free_space(
+        directory,
+        needed,
+        what="The export",
+        hint="Free space or export to a larger disk; images already exported are kept and skipped on a re-run.",
+    )
 
 
 def import_(

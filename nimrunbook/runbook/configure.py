@@ -20,6 +20,7 @@ from nimrunbook.datarobot import (
 from nimrunbook.datarobot.values import raise_for_problems
 from nimrunbook.engine import docker_client
 from nimrunbook.errors import InputError
+from nimrunbook.localdisk import write_text_atomic
 from nimrunbook.nim import pull_image, read_manifest
 from nimrunbook.runbook.display import show_record, show_table, show_text
 from nimrunbook.runbook.inputs import secret_from
@@ -53,7 +54,7 @@ def build_and_check_values(step: Step, dr: DataRobotSettings, values_file: str =
     raise_for_problems(problems)
     text = values_yaml(dr)
     show_text(text, "Helm values for DataRobot")
-    (step.run_dir / "datarobot-values.yaml").write_text(text)
+    write_text_atomic(step.run_dir / "datarobot-values.yaml", text)
     record = {"values": text, "values_file": values_file or None}
     if values_file:
         diff, backup = merge_values(values_file, dr, write=write)

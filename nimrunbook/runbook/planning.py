@@ -17,6 +17,7 @@ from nimrunbook.gpus import (
     inventory_from_nvidia_smi,
     inventory_from_text,
 )
+from nimrunbook.localdisk import write_text_atomic
 from nimrunbook.nim import list_profiles, pull_image, read_manifest
 from nimrunbook.profiles import enrich, parse_manifest
 from nimrunbook.runbook.display import show_record, show_table
@@ -71,8 +72,8 @@ def plan_images(
         image_id = pull_image(client, ref, ngc_api_key=secret_from(ngc_api_key_env), progress=step.progress)
         listing, raw_listing = list_profiles(client, ref, environment=dict(listing_environment or {}))
         manifest, raw_manifest = read_manifest(client, ref)
-        (folder / "list-model-profiles.txt").write_text(raw_listing)
-        (folder / "model_manifest.yaml").write_text(raw_manifest)
+        write_text_atomic(folder / "list-model-profiles.txt", raw_listing)
+        write_text_atomic(folder / "model_manifest.yaml", raw_manifest)
         plan = select_profiles(enrich(listing, manifest), inventory, lora=lora)
         plans[ref] = plan
         recorded[ref] = {

@@ -12,6 +12,7 @@ from nimrunbook.errors import NimRunbookError, PreflightError
 from nimrunbook.images import RegistryAccess
 from nimrunbook.images.mirror import _backend
 from nimrunbook.images.refs import ImageRef
+from nimrunbook.localdisk import free_bytes
 from nimrunbook.progress import human_bytes
 from nimrunbook.runbook.display import show_record
 from nimrunbook.runbook.session import Step
@@ -46,7 +47,7 @@ def run_checks(
     if cache_dir:
         target = Path(cache_dir)
         target.mkdir(parents=True, exist_ok=True)
-        free = shutil.disk_usage(target).free
+        free = free_bytes(target)
         ok = free >= min_free_gb * 1e9
         rows.append(
             _row(

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nimrunbook import __version__
-from nimrunbook.errors import DiskSpaceError, InputError
+from nimrunbook.errors import InputError
 from nimrunbook.hashing import HashJournal, copy_and_hash, sha256_file
+from nimrunbook.localdisk import STATE_DIR, commit, require_free_space, write_text_atomic
 from nimrunbook.progress import SILENT, Reporter, Task, human_bytes
 from nimrunbook.store.plan import PlannedObject, PublishPlan
 
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 MANIFEST_NAME = "nim-objects.json"
 SUMS_NAME = "SHA256SUMS"
 OBJECTS_DIR = "objects"
-STATE_DIR = ".nimrunbook"
 MANIFEST_FORMAT = "nimrunbook.nim-objects"
 MANIFEST_VERSION = 1
 
@@ -67,13 +67,11 @@ def _place(obj: PlannedObject, target: Path, incomplete: Path, journal: HashJour
     if link:
         os.link(obj.source, incomplete)
         obj.sha256 = journal.sha256(incomplete, progress)  # same inode as the blob: one read
-        how = "linked"
-    else:
-        obj.sha256 = copy_and_hash(obj.source, incomplete, progress)
-        journal.record(incomplete, obj.sha256)
-        how = "copied"
-    os.replace(incomplete, target)
-    return how
+        commit(incomplete, target)
+        return "linked"
+    obj.sha256 = copy_and_hash(obj.source, target, progress, partial=incomplete)
+    journal.record(target, obj.sha256)
+    return "copied"
 
 
 def manifest_document(plan: PublishPlan, image: str | None, profile_names: dict[str, str] | None = None) -> dict:
@@ -90,12 +88,6 @@ def manifest_document(plan: PublishPlan, image: str | None, profile_names: dict[
             for o in plan.objects
         ],
     }
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".incomplete")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 def process_to_directory(
@@ -117,18 +109,16 @@ def process_to_directory(
     objects_dir, state = root / OBJECTS_DIR, root / STATE_DIR
     objects_dir.mkdir(parents=True, exist_ok=True)
     (state / "incomplete").mkdir(parents=True, exist_ok=True)
-    journal = journal or HashJournal(state / "sha256.jsonl")
+    journal = journal or HashJournal.of_directory(root)
     link = bool(plan.objects) and _same_filesystem(plan.objects[0].source, objects_dir)
     if not link:
-        needed = sum(o.size for o in plan.objects if not (objects_dir / o.key).exists())
-        free = os.statvfs(root).f_bavail * os.statvfs(root).f_frsize
-        if needed > free:
-            raise DiskSpaceError(
-                f"Processing needs {human_bytes(needed)} in {root} (another filesystem than the cache, so files are "
-                f"copied), and it has {human_bytes(free)} free.",
-                hint="Choose a destination on the cache's filesystem (files are then hard-linked, using no space) "
-                "or free space; complete files are kept on a re-run.",
-            )
+        require_free_space(
+            root,
+            sum(o.size for o in plan.objects if not (objects_dir / o.key).exists()),
+            what="Processing (into another filesystem than the cache's, so files are copied)",
+            hint="Choose a destination on the cache's filesystem (files are then hard-linked, using no space) "
+            "or free space; complete files are kept on a re-run.",
+        )
     started = time.monotonic()
     reporter = progress.task(f"process {len(plan.objects)} objects", plan.total_bytes)
     with reporter, ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -140,8 +130,8 @@ def process_to_directory(
                 plan.objects,
             )
         )
-    _write_atomic(root / MANIFEST_NAME, json.dumps(manifest_document(plan, image, profile_names), indent=2) + "\n")
-    _write_atomic(root / SUMS_NAME, "".join(f"{o.sha256}  {OBJECTS_DIR}/{o.key}\n" for o in plan.objects))
+    write_text_atomic(root / MANIFEST_NAME, json.dumps(manifest_document(plan, image, profile_names), indent=2) + "\n")
+    write_text_atomic(root / SUMS_NAME, "".join(f"{o.sha256}  {OBJECTS_DIR}/{o.key}\n" for o in plan.objects))
     result = ProcessResult(
         root,
         len(plan.objects),

@@ -22,7 +22,7 @@ from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from s3transfer.subscribers import BaseSubscriber
 
 from nimrunbook.errors import StorageError, VerificationError
-from nimrunbook.hashing import HashJournal, sha256_file
+from nimrunbook.hashing import HashJournal
 from nimrunbook.progress import SILENT, Reporter, Task, human_bytes
 from nimrunbook.store.client import S3Settings, error_code, make_client, storage_error
 from nimrunbook.store.plan import PlannedObject
@@ -78,17 +78,6 @@ def _remote(client, bucket: str, key: str) -> tuple[int, str | None] | None:
     return int(head["ContentLength"]), head.get("Metadata", {}).get(SHA_METADATA)
 
 
-def _digest(obj: PlannedObject, journal: HashJournal | None) -> str | None:
-    """The object's sha256; None (with the reason logged) when the file changed since it was recorded."""
-    if obj.sha256 is None:
-        obj.sha256 = journal.sha256(obj.source) if journal else sha256_file(obj.source)
-        return obj.sha256
-    if journal is None or journal.lookup(obj.source) == obj.sha256:
-        return obj.sha256
-    actual = journal.sha256(obj.source)  # identity changed: hash again, once
-    return obj.sha256 if actual == obj.sha256 else None
-
-
 def publish(
     objects: Sequence[PlannedObject],
     settings: S3Settings,
@@ -111,7 +100,7 @@ def publish(
         if not obj.source.exists() or obj.source.stat().st_size != obj.size:
             row["detail"] = f"local file {obj.source} is missing or its size changed"
             return None
-        digest = _digest(obj, journal)
+        digest = obj.digest(journal)
         if digest is None:
             row["detail"] = "local file changed since it was hashed into the manifest"
             return None
