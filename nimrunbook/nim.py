@@ -24,7 +24,6 @@ import docker
 import docker.errors
 import pandas as pd
 
-from nimrunbook.engine import auth_for, split_ref, translate_api_error
 from nimrunbook.errors import (
     CacheNotWritableError,
     ContainerFailedError,
@@ -34,22 +33,20 @@ from nimrunbook.errors import (
     RegistryAuthError,
     UnknownProfileError,
 )
+from nimrunbook.images.access import RegistryAccess
+from nimrunbook.images.access import ngc_api_key as find_ngc_key
+from nimrunbook.images.docker_backend import DockerBackend, docker_failure
+from nimrunbook.images.refs import ImageRef
 from nimrunbook.localdisk import NimCache, require_free_space
 from nimrunbook.profiles import Manifest, parse_listing, parse_manifest
 from nimrunbook.progress import SILENT, Reporter
-from nimrunbook.redact import redact, register_secret
+from nimrunbook.redact import redact
 
 log = logging.getLogger(__name__)
 
 NIM_UID = 1000
 CONTAINER_CACHE = "/opt/nim/.cache"
 MANIFEST_PATHS = ("/opt/nim/etc/default/model_manifest.yaml", "/etc/nim/config/model_manifest.yaml")
-
-
-def _ngc_key(ngc_api_key: str | None) -> str | None:
-    key = ngc_api_key or os.environ.get("NGC_API_KEY") or os.environ.get("NGC_CLI_API_KEY")
-    register_secret(key)
-    return key
 
 
 def _image_present(client: docker.DockerClient, ref: str) -> bool:
@@ -64,36 +61,22 @@ def pull_image(
     client: docker.DockerClient,
     ref: str,
     *,
-    ngc_api_key: str | None = None,
+    access: RegistryAccess | None = None,
     progress: Reporter = SILENT,
 ) -> str:
     """Pull ``ref`` unless the engine has it; returns its image id.
 
-    nvcr.io is logged in to with user ``$oauthtoken`` and the NGC key; other
-    registries use the Docker config's credentials.
+    ``ref`` follows the one rule of :mod:`nimrunbook.images.refs` (registry,
+    path, tag: never an implicit ``latest``). Credentials come from ``access``
+    (default: nvcr.io with user ``$oauthtoken`` and the environment's NGC key);
+    other registries use the Docker config's.
     """
+    image = ImageRef.parse(ref)
     if _image_present(client, ref):
         log.info("%s is already present; not pulling", ref)
         return client.images.get(ref).id
-    repo, tag = split_ref(ref)
-    layers: dict[str, tuple[int, int]] = {}
-    reporter = progress.task(f"pull {ref}")
-    try:
-        for event in client.api.pull(
-            repo, tag, stream=True, decode=True, auth_config=auth_for(ref, _ngc_key(ngc_api_key))
-        ):
-            if "error" in event:
-                raise docker.errors.APIError(event["error"])
-            detail = event.get("progressDetail") or {}
-            if event.get("id") and detail.get("total"):
-                layers[event["id"]] = (detail.get("current", 0), detail["total"])
-                reporter.set(sum(c for c, _ in layers.values()), sum(t for _, t in layers.values()))
-            elif event.get("status", "").startswith(("Pull complete", "Already exists")) and event.get("id"):
-                log.info("layer %s: %s", event["id"], event["status"])
-    except docker.errors.APIError as exc:
-        raise translate_api_error(exc, ref) from None
-    finally:
-        reporter.close()
+    with progress.task(f"pull {ref}") as task:
+        DockerBackend(client, access or RegistryAccess.from_environment()).pull(image, task)
     return client.images.get(ref).id
 
 
@@ -121,12 +104,12 @@ def _run_tool(
             device_requests=device_requests,
         )
     except (docker.errors.ImageNotFound, docker.errors.APIError) as exc:
-        raise translate_api_error(exc, image) from None
+        raise docker_failure(exc, image) from exc
     try:
         container.start()
     except docker.errors.APIError as exc:
         container.remove(force=True)
-        raise translate_api_error(exc, image) from None
+        raise docker_failure(exc, image) from exc
     lines: deque[str] = deque(maxlen=2000)
     output: list[str] = []
 
@@ -190,7 +173,7 @@ def read_manifest(client: docker.DockerClient, image: str) -> tuple[Manifest, st
     try:
         container = client.containers.create(image, command=["true"], network_mode="none")
     except (docker.errors.ImageNotFound, docker.errors.APIError) as exc:
-        raise translate_api_error(exc, image) from None
+        raise docker_failure(exc, image) from exc
     try:
         for path in MANIFEST_PATHS:
             try:
@@ -322,7 +305,7 @@ def download_profiles(
                 f"{image} does not offer the profile ids {', '.join(unknown)}.",
                 hint="Take ids from this image's own listing (nimrunbook profiles plan --format ids).",
             )
-    key = _ngc_key(ngc_api_key)
+    key = find_ngc_key(ngc_api_key)
     if not key:
         raise RegistryAuthError(
             "NGC_API_KEY is not set, and download-to-cache needs it to fetch profiles from NGC.",

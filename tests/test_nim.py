@@ -205,16 +205,17 @@ def test_gpus_are_requested_only_when_asked(docker, standin_image):
     assert {c.id for c in docker.containers.list(all=True)} <= before
 
 
-def test_nvcr_login_uses_oauthtoken_and_the_key_other_registries_the_docker_config():
-    from nimrunbook.engine import auth_for, registry_of, split_ref
+def test_nvcr_login_uses_oauthtoken_and_the_key_other_registries_the_docker_config(monkeypatch):
+    from nimrunbook.images import RegistryAccess, ngc_api_key
+    from nimrunbook.images.failures import registry_of
 
-    assert auth_for("nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5", FAKE_NGC_KEY) == {
-        "username": "$oauthtoken",
-        "password": FAKE_NGC_KEY,
-    }
-    assert auth_for("registry.example.com/nim/meta/x:1", FAKE_NGC_KEY) is None
+    monkeypatch.delenv("NGC_API_KEY", raising=False)
+    monkeypatch.setenv("NGC_CLI_API_KEY", FAKE_NGC_KEY)  # the one lookup reads both names
+    assert ngc_api_key() == FAKE_NGC_KEY and ngc_api_key("nvapi-explicit-0123456789") == "nvapi-explicit-0123456789"
+    access = RegistryAccess.from_environment()
+    assert access.docker_auth("nvcr.io") == {"username": "$oauthtoken", "password": FAKE_NGC_KEY}
+    assert access.docker_auth("registry.example.com") is None  # the Docker config's credentials
     assert registry_of("ubuntu:22.04") == "docker.io" and registry_of("127.0.0.1:5000/a/b:1") == "127.0.0.1:5000"
-    assert split_ref("127.0.0.1:5000/a/b") == ("127.0.0.1:5000/a/b", "latest")
 
 
 def test_cli_nim_commands(docker, standin_image, tmp_path, monkeypatch):

@@ -22,7 +22,7 @@ from nimrunbook.bundle import layout, signing
 from nimrunbook.bundle.parts import WriteRecord, WrittenFile, write_file
 from nimrunbook.hashing import HashJournal, sha256_file
 from nimrunbook.images import RegistryAccess, export
-from nimrunbook.images.mirror import BackendName, _backend
+from nimrunbook.images.backend import BackendName, open_backend
 from nimrunbook.images.refs import ImageRef
 from nimrunbook.localdisk import require_free_space, write_text_atomic
 from nimrunbook.progress import SILENT, Reporter, human_bytes
@@ -129,7 +129,7 @@ def create(
 
     wanted_images = list(images)
     if have_images and wanted_images:
-        engine = _backend(image_backend, access, docker_client)
+        engine = open_backend(image_backend, access, docker_client=docker_client)
         current = {ref: engine.digest(ImageRef.parse(ref)) for ref in wanted_images}
         left_out["images"] = [ref for ref in wanted_images if have_images.get(ref) and have_images[ref] == current[ref]]
         wanted_images = [ref for ref in wanted_images if ref not in left_out["images"]]

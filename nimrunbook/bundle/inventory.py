@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from nimrunbook.images import RegistryAccess
-from nimrunbook.images.mirror import BackendName, _backend
+from nimrunbook.images.backend import BackendName, open_backend
 from nimrunbook.images.refs import ImageRef
 from nimrunbook.store import S3Settings, make_client
 from nimrunbook.store.client import storage_error
@@ -50,13 +50,13 @@ def inventory(
                 if looks_like_nim_key(o["Key"])
             ]
         except Exception as exc:  # noqa: BLE001
-            raise storage_error(exc, settings, "listing the bucket") from None
+            raise storage_error(exc, settings, "listing the bucket") from exc
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for key, remote in zip(keys, pool.map(lambda k: _remote(client, settings.bucket, k), keys), strict=True):
                 if remote is not None:
                     document["objects"][key] = {"size": remote[0], "sha256": remote[1]}
     if registry and images:
-        engine = _backend(backend, access or RegistryAccess())
+        engine = open_backend(backend, access or RegistryAccess())
         for ref in images:
             digest = engine.digest(ImageRef.parse(ref).moved_to(registry))
             if digest:

@@ -21,7 +21,7 @@ from nimrunbook.localdisk import write_text_atomic
 from nimrunbook.nim import list_profiles, pull_image, read_manifest
 from nimrunbook.profiles import enrich, parse_manifest
 from nimrunbook.runbook.display import show_record, show_table
-from nimrunbook.runbook.inputs import image_entries, secret_from, slug
+from nimrunbook.runbook.inputs import image_entries, registry_access, slug
 from nimrunbook.runbook.picker import ProfilePicker, initial_ticks, resolve_selection
 from nimrunbook.runbook.session import Step
 from nimrunbook.selection import select_profiles
@@ -63,13 +63,15 @@ def plan_images(
     docker_host: str = "",
 ) -> dict[str, pd.DataFrame]:
     """For each image: pull it, run list-model-profiles, read the manifest, apply the selection rules."""
+    entries = image_entries(images)  # every ref checked by the one rule before anything is pulled
     client = docker_client(docker_host or None)
+    access = registry_access(None, None, ngc_api_key_env)
     plans: dict[str, pd.DataFrame] = {}
     recorded = {}
-    for ref, _ in image_entries(images):
+    for ref, _ in entries:
         folder = step.run_dir / "images" / slug(ref)
         folder.mkdir(parents=True, exist_ok=True)
-        image_id = pull_image(client, ref, ngc_api_key=secret_from(ngc_api_key_env), progress=step.progress)
+        image_id = pull_image(client, ref, access=access, progress=step.progress)
         listing, raw_listing = list_profiles(client, ref, environment=dict(listing_environment or {}))
         manifest, raw_manifest = read_manifest(client, ref)
         write_text_atomic(folder / "list-model-profiles.txt", raw_listing)
