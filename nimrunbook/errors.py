@@ -66,6 +66,10 @@ class RegistryAuthError(DockerError):
     """The registry refused our credentials."""
 
 
+class NoManifestError(DockerError):
+    """The image holds no model manifest (not a NIM LLM image, or a model-free one)."""
+
+
 class ContainerFailedError(DockerError):
     """A NIM container exited non-zero; carries its (redacted) last lines."""
 

@@ -73,3 +73,12 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr.startswith("nimrunbook: error:")
         assert "Traceback" not in result.stderr
+
+
+def test_an_error_keeps_its_cause_in_one_details_line(tmp_path):
+    missing = tmp_path / "missing.txt"
+    result = run("profiles", "plan", "--listing", str(missing), "--gpus", "L40S")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    message, details = result.stderr.rstrip("\n").split("\n")
+    assert message.startswith("nimrunbook: error: Cannot read the profile listing file")
+    assert details == f"  details: FileNotFoundError: [Errno 2] No such file or directory: '{missing}'"

@@ -2,12 +2,16 @@
 
 import logging
 import os
+import subprocess
 import threading
 import time
+import uuid
 
 import pytest
 from conftest import FAKE_NGC_KEY
+from socket_proxy import UnixSocketProxy
 
+from nimrunbook.containers import TOOL_LABEL
 from nimrunbook.engine import docker_client
 from nimrunbook.errors import (
     CacheNotWritableError,
@@ -119,14 +123,30 @@ def test_download_two_profiles_builds_the_hub_cache(docker, standin_image, tmp_p
     assert FAKE_NGC_KEY not in caplog.text and FAKE_NGC_KEY not in repr(summary.as_dict())
 
 
+def _remove_containers_of(docker, image: str, token: str) -> int:
+    """Kill and remove this test's own tool containers (found by a token in their environment): the engine is
+    shared, so never touch a container another test or engineer started."""
+    removed = 0
+    for container in docker.containers.list(all=True, filters={"ancestor": image, "label": TOOL_LABEL}):
+        if f"NIMRUNBOOK_TEST_RUN={token}" in (container.attrs["Config"]["Env"] or []):
+            container.remove(force=True)
+            removed += 1
+    return removed
+
+
 def test_interrupted_download_resumes_and_keeps_what_was_complete(docker, standin_image, tmp_path):
     cache = tmp_path / "cache"
     failure: list[BaseException] = []
+    token = uuid.uuid4().hex
 
     def slow_download():
         try:
             _download(
-                docker, standin_image, [VLLM, L40S_BF16], cache, environment={"NIM_STANDIN_SECONDS_PER_FILE": "0.4"}
+                docker,
+                standin_image,
+                [VLLM, L40S_BF16],
+                cache,
+                environment={"NIM_STANDIN_SECONDS_PER_FILE": "0.4", "NIMRUNBOOK_TEST_RUN": token},
             )
         except BaseException as exc:  # noqa: BLE001 - handed to the test thread
             failure.append(exc)
@@ -136,8 +156,9 @@ def test_interrupted_download_resumes_and_keeps_what_was_complete(docker, standi
     deadline = time.monotonic() + 60
     while cache_usage(cache)[0] < 3 and time.monotonic() < deadline:
         time.sleep(0.1)
-    for container in docker.containers.list(filters={"ancestor": standin_image}):
-        container.kill()
+    for container in docker.containers.list(filters={"ancestor": standin_image, "label": TOOL_LABEL}):
+        if f"NIMRUNBOOK_TEST_RUN={token}" in container.attrs["Config"]["Env"]:
+            container.kill()
     worker.join(timeout=60)
     assert failure and isinstance(failure[0], ContainerFailedError)
     files_before, _ = cache_usage(cache)
@@ -147,6 +168,59 @@ def test_interrupted_download_resumes_and_keeps_what_was_complete(docker, standi
     summary = _download(docker, standin_image, [VLLM, L40S_BF16], cache)
     assert summary.files == len(catalog.HF_FILES) + len(catalog.ENGINE_FILES)
     assert all(blobs.joinpath(name).stat().st_ino == inode for name, inode in kept.items())
+
+
+def test_a_dying_engine_ends_the_download_with_an_error_not_a_hang(docker, standin_image, tmp_path):
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        pytest.skip(f"the engine at {host} is not on a unix socket")
+    token, failure = uuid.uuid4().hex, []
+    cache = tmp_path / "cache"
+    with UnixSocketProxy(host.removeprefix("unix://")) as proxy:
+        through_proxy = docker_client(proxy.url)
+
+        def download():
+            try:
+                _download(
+                    through_proxy,
+                    standin_image,
+                    [VLLM, L40S_BF16],
+                    cache,
+                    environment={"NIM_STANDIN_SECONDS_PER_FILE": "1", "NIMRUNBOOK_TEST_RUN": token},
+                )
+            except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+                failure.append(exc)
+
+        worker = threading.Thread(target=download, daemon=True)  # daemon: a hang must not hang the suite
+        worker.start()
+        deadline = time.monotonic() + 60
+        while cache_usage(cache)[0] < 1 and worker.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert cache_usage(cache)[0] >= 1, failure  # the tool is running in its container
+        proxy.cut()  # the engine "dies" mid-run
+        worker.join(timeout=60)
+    try:
+        assert not worker.is_alive(), "the download kept waiting for an engine that is gone"
+        assert failure and isinstance(failure[0], DockerError), failure
+        assert "stopped answering" in str(failure[0]) and "docker rm -f" in str(failure[0])
+        assert failure[0].__cause__ is not None  # the cause is kept, for the details line
+    finally:
+        assert _remove_containers_of(docker, standin_image, token) == 1  # the one left behind, as the error says
+
+
+def test_free_space_is_checked_without_being_told_the_size(docker, standin_image, tmp_path):
+    small = tmp_path / "small-disk"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(small)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        with pytest.raises(DiskSpaceError) as info:
+            _download(docker, standin_image, [VLLM], small / "cache")  # no expected_bytes: estimated
+        assert "estimate of 2.0 GB" in str(info.value) and "1B parameters x 2 bytes" in str(info.value)
+        assert cache_usage(small / "cache") == (0, 0)  # refused before the container started
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
 
 
 def test_unknown_profile_id(docker, standin_image, tmp_path):
@@ -259,3 +333,18 @@ def test_cli_full_disk_is_a_message_not_a_traceback(tmp_path, monkeypatch, capsy
     assert cli.main(["report", str(tmp_path)]) == 1
     message = capsys.readouterr().err
     assert "No space left on device" in message and "run the same command again" in message
+
+
+def test_download_failures_are_read_from_nim_error_lines_not_from_any_digits(tmp_path):
+    from nimrunbook.nim import _classify_failure
+
+    profile = "4011" + "0" * 60  # an id (or a hash, a size) holding "401" says nothing about authentication
+    info = f"2025-06-01T10:00:00.000000Z  INFO nim_hub_ngc::api::tokio: Downloading profile {profile}"
+    broken = "ERROR 2025-06-01 10:00:01.00 download.py:88] Failed to create the workspace"
+    failure = _classify_failure(1, f"{info}\n{broken}", "img", [profile], tmp_path)
+    assert type(failure) is ContainerFailedError
+    refused = (  # reqwest's wording of an HTTP 401, in NIM's Rust log line shape
+        "2025-06-01T10:00:01.000000Z  ERROR nim_hub_ngc::api::tokio: HTTP status client error (401 Unauthorized) "
+        "for url (https://api.ngc.nvidia.com/v2/org/nim/team/meta/models/llama-3.2-1b-instruct/hf/files)"
+    )
+    assert isinstance(_classify_failure(1, f"{info}\n{refused}", "img", [profile], tmp_path), RegistryAuthError)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from nimrunbook import __version__
 from nimrunbook.bundle import layout, signing
-from nimrunbook.errors import InputError, VerificationError
+from nimrunbook.errors import InputError, VerificationError, problems_error
 from nimrunbook.hashing import sha256_file
 from nimrunbook.progress import SILENT, Reporter
 
@@ -77,10 +77,13 @@ class VerificationReport:
     def raise_for_failure(self) -> None:
         if not self.ok:
             bad = [f"{c.path}: {c.status} {c.detail}".strip() for c in self.checks if c.status != "ok"]
-            raise VerificationError(
-                "The bundle does not verify:\n  " + "\n  ".join((self.problems + bad)[:25]),
+            raise problems_error(
+                VerificationError,
+                "The bundle does not verify",
+                self.problems + bad,
                 hint="Do not import it. Copy the named files again from the source media (or re-run bundle create there, "
                 "which resumes), then verify again.",
+                shown=25,
             )
 
 

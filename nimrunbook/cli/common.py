@@ -17,7 +17,7 @@ def read_input(path: str, what: str) -> str:
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
-        raise InputError(f"Cannot read the {what} file {path!r}: {exc.strerror}.") from None
+        raise InputError(f"Cannot read the {what} file {path!r}: {exc.strerror}.") from exc
     if not text.strip():
         raise InputError(f"The {what} {'on standard input' if path == '-' else repr(path)} is empty.")
     return text

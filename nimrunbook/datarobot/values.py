@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from nimrunbook.errors import InputError
+from nimrunbook.errors import InputError, problems_error
 from nimrunbook.images.refs import ImageRef
 from nimrunbook.localdisk import write_text_atomic
 
@@ -213,7 +213,9 @@ def validate(
 
 def raise_for_problems(problems: list[Problem]) -> None:
     if problems:
-        raise InputError(
-            "The DataRobot values are not right:\n" + "\n".join(f"- {p.field}: {p.message}" for p in problems),
+        raise problems_error(
+            InputError,
+            "The DataRobot values are not right",
+            [f"{p.field}: {p.message}" for p in problems],
             hint="Fix the parameters named above and build the values again.",
         )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from nimrunbook.engine import docker_client
-from nimrunbook.errors import NimRunbookError, PreflightError
+from nimrunbook.errors import NimRunbookError, PreflightError, problems_error
 from nimrunbook.images import RegistryAccess
 from nimrunbook.images.backend import open_backend
 from nimrunbook.images.refs import ImageRef
@@ -106,7 +106,10 @@ def run_checks(
     step.save(preflight={"checks": rows})
     failed = frame[frame["status"] == "fail"]
     if len(failed):
-        raise PreflightError(
-            "Preflight failed:\n" + "\n".join(f"- {r.check}: {r.detail} {r.fix}".rstrip() for r in failed.itertuples())
+        raise problems_error(
+            PreflightError,
+            "Preflight failed",
+            [f"{r.check}: {r.detail} {r.fix}".rstrip() for r in failed.itertuples()],
+            hint="Fix each check named above, then run this step again.",
         )
     return frame

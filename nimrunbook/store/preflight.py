@@ -16,8 +16,8 @@ from typing import Literal
 
 import pandas as pd
 
-from nimrunbook.errors import PreflightError
-from nimrunbook.store.client import S3Settings, error_code, make_client, storage_error
+from nimrunbook.errors import PreflightError, problems_error
+from nimrunbook.store.client import S3Settings, is_not_found, make_client, storage_error
 from nimrunbook.store.keys import looks_like_nim_key
 
 Status = Literal["ok", "warn", "fail", "skipped"]
@@ -46,8 +46,12 @@ class PreflightReport:
     def raise_for_failures(self) -> None:
         failed = [c for c in self.checks if c.status == "fail"]
         if failed:
-            lines = "\n".join(f"- {c.name}: {c.detail} Fix: {c.fix}" for c in failed)
-            raise PreflightError(f"The object store preflight failed:\n{lines}")
+            raise problems_error(
+                PreflightError,
+                "The object store preflight failed",
+                [f"{c.name}: {c.detail} Fix: {c.fix}" for c in failed],
+                hint="Fix each check named above, then run the preflight again.",
+            )
 
 
 def certificate_names(host: str, port: int, server_name: str) -> tuple[str, list[str]]:
@@ -143,8 +147,7 @@ def run_preflight(settings: S3Settings, *, probe: bool = True) -> PreflightRepor
         checks.append(Check("credentials", "ok", "accepted"))
         checks.append(Check("bucket exists", "ok", settings.bucket))
     except Exception as exc:  # noqa: BLE001 - classified below
-        code = error_code(exc)
-        if code in ("404", "NoSuchBucket", "NotFound"):
+        if is_not_found(exc):
             checks.append(Check("credentials", "ok", "accepted"))
             checks.append(
                 Check("bucket exists", "fail", f"{settings.bucket} does not exist.", "Create the dedicated bucket.")

@@ -158,13 +158,13 @@ def load_processed(directory: str | Path) -> tuple[dict, list[PlannedObject]]:
     root = Path(directory)
     try:
         document = json.loads((root / MANIFEST_NAME).read_text())
-    except FileNotFoundError:
+    except FileNotFoundError as exc:
         raise InputError(
             f"{root} holds no {MANIFEST_NAME}: it is not a directory nimrunbook processed.",
             hint="Process the cache into it first (nimrunbook profiles process), or give the right directory.",
-        ) from None
+        ) from exc
     except json.JSONDecodeError as exc:
-        raise InputError(f"{root / MANIFEST_NAME} is damaged ({exc}).", hint="Process the cache again.") from None
+        raise InputError(f"{root / MANIFEST_NAME} is damaged ({exc}).", hint="Process the cache again.") from exc
     if document.get("format") != MANIFEST_FORMAT or document.get("version", 0) > MANIFEST_VERSION:
         raise InputError(
             f"{root / MANIFEST_NAME} is format {document.get('format')} version {document.get('version')}; "

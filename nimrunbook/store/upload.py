@@ -21,15 +21,14 @@ import pandas as pd
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from s3transfer.subscribers import BaseSubscriber
 
-from nimrunbook.errors import StorageError, VerificationError
+from nimrunbook.errors import StorageError, VerificationError, problems_error
 from nimrunbook.hashing import HashJournal
 from nimrunbook.progress import SILENT, Reporter, Task, human_bytes
-from nimrunbook.store.client import S3Settings, error_code, make_client, storage_error
+from nimrunbook.store.client import SHA_METADATA, S3Settings, make_client, stat_object, storage_error
 from nimrunbook.store.plan import PlannedObject
 
 log = logging.getLogger(__name__)
 
-SHA_METADATA = "sha256"
 # 8 MiB parts (the aws CLI's default too): measured fastest here, and s3transfer raises the part size by
 # itself where a file would need more than S3's 10,000 parts (80 GB at 8 MiB).
 PART_SIZE = 8 * 1024 * 1024
@@ -60,22 +59,12 @@ class TransferResult:
     def raise_for_failures(self) -> None:
         failed = self.table[self.table["status"] == "failed"]
         if len(failed):
-            lines = "\n".join(f"  {row.key}: {row.detail}" for row in failed.head(20).itertuples())
-            raise StorageError(
-                f"{len(failed)} of {len(self.table)} objects were not stored correctly:\n{lines}",
+            raise problems_error(
+                StorageError,
+                f"{len(failed)} of {len(self.table)} objects were not stored correctly",
+                [f"{row.key}: {row.detail}" for row in failed.itertuples()],
                 hint="Run the upload again: complete objects are skipped and the rest are sent again.",
             )
-
-
-def _remote(client, bucket: str, key: str) -> tuple[int, str | None] | None:
-    """(size, recorded sha256) of an object, or None when absent."""
-    try:
-        head = client.head_object(Bucket=bucket, Key=key)
-    except Exception as exc:  # noqa: BLE001
-        if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise
-    return int(head["ContentLength"]), head.get("Metadata", {}).get(SHA_METADATA)
 
 
 def publish(
@@ -92,7 +81,7 @@ def publish(
     try:
         client.head_bucket(Bucket=settings.bucket)
     except Exception as exc:  # noqa: BLE001
-        raise storage_error(exc, settings, f"access to bucket {settings.bucket}") from None
+        raise storage_error(exc, settings, f"access to bucket {settings.bucket}") from exc
     rows: dict[str, dict] = {}
 
     def prepare(obj: PlannedObject) -> PlannedObject | None:
@@ -104,7 +93,7 @@ def publish(
         if digest is None:
             row["detail"] = "local file changed since it was hashed into the manifest"
             return None
-        remote = _remote(client, settings.bucket, obj.key)
+        remote = stat_object(client, settings.bucket, obj.key)
         if remote == (obj.size, digest):
             row.update(status="skipped", detail="already in the bucket with the same size and sha256")
             return None
@@ -144,7 +133,7 @@ def publish(
     for obj, _ in futures:
         if rows[obj.key]["detail"]:
             continue
-        remote = _remote(client, settings.bucket, obj.key)
+        remote = stat_object(client, settings.bucket, obj.key)
         if remote == (obj.size, obj.sha256):
             rows[obj.key].update(status="uploaded", detail="verified: size and sha256")
         else:
@@ -183,7 +172,7 @@ def verify(
     def check(obj: PlannedObject) -> dict:
         row = {"key": obj.key, "size": obj.size, "status": "ok", "detail": ""}
         try:
-            remote = _remote(client, settings.bucket, obj.key)
+            remote = stat_object(client, settings.bucket, obj.key)
             if remote is None:
                 row.update(status="missing", detail="not in the bucket")
             elif remote[0] != obj.size:
@@ -204,8 +193,9 @@ def verify(
 def require_verified(table: pd.DataFrame) -> None:
     bad = table[table["status"] != "ok"]
     if len(bad):
-        lines = "\n".join(f"  {row.key}: {row.status} ({row.detail})" for row in bad.head(20).itertuples())
-        raise VerificationError(
-            f"{len(bad)} of {len(table)} objects in the bucket do not match the manifest:\n{lines}",
+        raise problems_error(
+            VerificationError,
+            f"{len(bad)} of {len(table)} objects in the bucket do not match the manifest",
+            [f"{row.key}: {row.status} ({row.detail})" for row in bad.itertuples()],
             hint="Publish again to re-send them (matching objects are skipped).",
         )
