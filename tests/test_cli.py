@@ -82,3 +82,8 @@ def test_an_error_keeps_its_cause_in_one_details_line(tmp_path):
     message, details = result.stderr.rstrip("\n").split("\n")
     assert message.startswith("nimrunbook: error: Cannot read the profile listing file")
     assert details == f"  details: FileNotFoundError: [Errno 2] No such file or directory: '{missing}'"
+
+
+def test_s3_options_are_validated_like_the_notebooks():
+    result = run("profiles", "preflight", "--bucket", "nim-profiles", "--endpoint-url", "minio.example.com:9000")
+    assert result.returncode == 2 and "has no scheme" in result.stderr and "Traceback" not in result.stderr

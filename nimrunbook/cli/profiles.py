@@ -18,8 +18,8 @@ from nimrunbook.cli.common import (
     s3_settings,
 )
 from nimrunbook.errors import InputError
-from nimrunbook.gpus import Inventory, inventory_from_node_labels, inventory_from_nvidia_smi, inventory_from_text
 from nimrunbook.hashing import HashJournal
+from nimrunbook.inputs import gpu_inventory
 from nimrunbook.profiles import enrich, parse_listing, parse_manifest
 from nimrunbook.selection import select_profiles, selected_ids
 from nimrunbook.store import load_processed, plan_publish, process_to_directory, publish, run_preflight, verify
@@ -28,18 +28,10 @@ from nimrunbook.store.upload import require_verified
 PLAN_TABLE_COLUMNS = ["id", "name", "section", "selected", "reason"]
 
 
-def _inventory(args: argparse.Namespace) -> Inventory:
-    if args.gpus:
-        return inventory_from_text(args.gpus)
-    if args.nvidia_smi:
-        return inventory_from_nvidia_smi(read_input(args.nvidia_smi, "nvidia-smi output"))
-    return inventory_from_node_labels(read_input(args.node_labels, "node labels"))
-
-
 def cmd_plan(args: argparse.Namespace) -> int:
     listing = parse_listing(read_input(args.listing, "profile listing"))
     manifest = parse_manifest(read_input(args.manifest, "model manifest")) if args.manifest else None
-    inventory = _inventory(args)
+    inventory = gpu_inventory(args.gpus or "", args.nvidia_smi or "", args.node_labels or "")
     for note in inventory.notes:
         print(f"note: {note}", file=sys.stderr)
     plan = select_profiles(enrich(listing, manifest), inventory, lora=not args.no_lora)

@@ -5,7 +5,7 @@ from nimrunbook.images.access import RegistryAccess, ngc_api_key
 from nimrunbook.images.backend import BackendName, ImageBackend, open_backend
 from nimrunbook.images.exports import ImageCopy
 from nimrunbook.images.failures import registry_failure
-from nimrunbook.images.mirror import export, import_, mirror
+from nimrunbook.images.mirror import export, import_, mirror, parse_refs
 from nimrunbook.images.refs import ImageRef
 
 __all__ = [
@@ -19,5 +19,6 @@ __all__ = [
     "mirror",
     "ngc_api_key",
     "open_backend",
+    "parse_refs",
     "registry_failure",
 ]

@@ -9,14 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from nimrunbook.engine import docker_client
-from nimrunbook.gpus import (
-    Inventory,
-    inventory_from_cluster,
-    inventory_from_local_host,
-    inventory_from_node_labels,
-    inventory_from_nvidia_smi,
-    inventory_from_text,
-)
+from nimrunbook.gpus import Inventory
+from nimrunbook.images import parse_refs
 from nimrunbook.localdisk import write_text_atomic
 from nimrunbook.nim import list_profiles, pull_image, read_manifest
 from nimrunbook.profiles import enrich, parse_manifest
@@ -27,21 +21,6 @@ from nimrunbook.runbook.session import Step
 from nimrunbook.selection import select_profiles
 
 log = logging.getLogger(__name__)
-
-
-def gpu_inventory(
-    gpus: str = "", nvidia_smi_file: str = "", node_labels_file: str = "", kubeconfig: str = ""
-) -> Inventory:
-    """The cluster's GPUs from the first source given; none given means this host's nvidia-smi."""
-    if gpus:
-        return inventory_from_text(gpus)
-    if nvidia_smi_file:
-        return inventory_from_nvidia_smi(Path(nvidia_smi_file).read_text())
-    if node_labels_file:
-        return inventory_from_node_labels(Path(node_labels_file).read_text())
-    if kubeconfig:
-        return inventory_from_cluster(kubeconfig)
-    return inventory_from_local_host()
 
 
 def show_inventory(step: Step, inventory: Inventory) -> None:
@@ -63,7 +42,8 @@ def plan_images(
     docker_host: str = "",
 ) -> dict[str, pd.DataFrame]:
     """For each image: pull it, run list-model-profiles, read the manifest, apply the selection rules."""
-    entries = image_entries(images)  # every ref checked by the one rule before anything is pulled
+    entries = image_entries(images)
+    parse_refs([ref for ref, _ in entries])  # the one rule (step 02 applies it too), before anything is pulled
     client = docker_client(docker_host or None)
     access = registry_access(None, None, ngc_api_key_env)
     plans: dict[str, pd.DataFrame] = {}

@@ -91,17 +91,6 @@ class S3Settings:
             "credentials": "given" if self.access_key_id else ("profile" if self.profile else "environment"),
         }
 
-    @classmethod
-    def from_environment(cls, bucket: str | None = None, **overrides) -> S3Settings:
-        """The guide's variables: NIM_BUCKET_NAME, AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, AWS_CA_BUNDLE, keys."""
-        return cls(
-            bucket=bucket or os.environ.get("NIM_BUCKET_NAME", ""),
-            endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
-            region=os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1",
-            ca_bundle=os.environ.get("AWS_CA_BUNDLE") or None,
-            **overrides,
-        )
-
 
 def make_client(settings: S3Settings, max_connections: int = 10, *, read_timeout: float = 120, retries: int = 5):
     """A boto3 S3 client for ``settings`` (``read_timeout`` seconds per answer, ``retries`` after a failed request)."""
