@@ -4,8 +4,9 @@ The same question gets the same answer and the same error whichever way it
 is asked: which object store (:func:`s3_settings`, built and validated in one
 constructor call), which GPUs the cluster has (:func:`gpu_inventory`, from the
 first source given), which images with which profiles (:func:`image_entries`),
-and the text of an input file (:func:`read_input`, ``-`` for standard input).
-Secrets are never inputs here: they come from the environment.
+the text of an input file (:func:`read_input`, ``-`` for standard input), and
+how to reach the registries (:func:`registry_access`). Secrets are never
+inputs here: they come from the environment.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from nimrunbook.gpus import (
     inventory_from_nvidia_smi,
     inventory_from_text,
 )
+from nimrunbook.images.access import RegistryAccess
 from nimrunbook.store.client import S3Settings
 
 DEFAULT_REGION = "us-east-1"
@@ -96,6 +98,29 @@ def gpu_inventory(
     if kubeconfig:
         return inventory_from_cluster(kubeconfig)
     return inventory_from_local_host()
+
+
+def host_files(items: Sequence[str], option: str = "--registry-ca") -> dict[str, str]:
+    """``["HOST=FILE", ...]`` (a repeated command-line option) as ``{host: file}``."""
+    found = {}
+    for item in items:
+        host, sep, path = item.partition("=")
+        if not sep or not host or not path:
+            raise InputError(
+                f"{option} {item!r} is not HOST=FILE.", hint=f"e.g. {option} registry.example.com:5000=ca.pem"
+            )
+        found[host] = path
+    return found
+
+
+def registry_access(
+    ca_bundles: Mapping[str, str] | None = None, insecure: Sequence[str] | None = None, ngc_api_key: str | None = None
+) -> RegistryAccess:
+    """How to reach the registries: a CA bundle per host, hosts not verified, and nvcr.io logged in to with
+    ``ngc_api_key`` (else the environment's NGC key, see :func:`nimrunbook.images.ngc_api_key`)."""
+    access = RegistryAccess(ca_bundles=dict(ca_bundles or {}), insecure=set(insecure or []))
+    access.add_ngc_key(ngc_api_key)
+    return access
 
 
 def image_entries(images: str | Sequence[str | Mapping]) -> list[tuple[str, str | list[str]]]:

@@ -10,13 +10,14 @@ from nimrunbook.bundle import create, import_, inventory, verify
 from nimrunbook.bundle.parts import FAT32_PART_SIZE
 from nimrunbook.cli.common import (
     add_profile_id_options,
+    add_registry_options,
     add_s3_options,
     profile_ids,
     progress_reporter,
     read_input,
+    registry_access,
     s3_settings,
 )
-from nimrunbook.cli.images import _access, add_registry_options
 from nimrunbook.hashing import HashJournal
 from nimrunbook.localdisk import write_text_atomic
 from nimrunbook.profiles import parse_manifest
@@ -48,7 +49,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         have=have,
         sign_key=args.sign_key,
         part_size=FAT32_PART_SIZE if args.fat32 else args.part_size,
-        access=_access(args),
+        access=registry_access(args),
         image_backend=args.backend,
         inside={k: v for k, v in inside.items() if v},
         journal=HashJournal.of_cache(args.cache) if args.cache else None,
@@ -74,7 +75,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         args.path,
         registry=args.registry,
         settings=settings,
-        access=_access(args),
+        access=registry_access(args),
         public_key=args.public_key,
         workers=args.workers,
         record_dir=args.record_dir,
@@ -89,7 +90,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_inventory(args: argparse.Namespace) -> int:
     settings = s3_settings(args) if (args.bucket or args.endpoint_url) else None
-    document = inventory(settings, registry=args.registry, images=args.images or [], access=_access(args))
+    document = inventory(settings, registry=args.registry, images=args.images or [], access=registry_access(args))
     text = json.dumps(document, indent=2) + "\n"
     if args.output:
         write_text_atomic(args.output, text)

@@ -10,6 +10,7 @@ import os
 
 from nimrunbook import inputs
 from nimrunbook.errors import InputError
+from nimrunbook.images import RegistryAccess
 from nimrunbook.inputs import read_input
 from nimrunbook.profiles import Manifest, parse_manifest
 from nimrunbook.progress import SILENT, LogReporter, Reporter
@@ -52,6 +53,23 @@ def s3_settings(args: argparse.Namespace) -> S3Settings:
         args.aws_profile or "",
         defaults=os.environ,
     )
+
+
+def add_registry_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--registry-ca", action="append", metavar="HOST=PEM", help="CA bundle for a registry (repeatable)"
+    )
+    command.add_argument(
+        "--registry-insecure",
+        action="append",
+        metavar="HOST",
+        help="do not verify TLS of registry HOST, or use plain http (repeatable)",
+    )
+
+
+def registry_access(args: argparse.Namespace) -> RegistryAccess:
+    """The registry options; nvcr.io is logged in to with the environment's NGC key."""
+    return inputs.registry_access(inputs.host_files(args.registry_ca or []), args.registry_insecure)
 
 
 def add_manifest_options(parser: argparse.ArgumentParser) -> None:

@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from nimrunbook import inputs
 from nimrunbook.errors import InputError
 from nimrunbook.images import RegistryAccess
 from nimrunbook.inputs import gpu_inventory, image_entries, s3_settings
@@ -44,9 +45,8 @@ def secret_from(env_name: str) -> str | None:
 def registry_access(
     registry_ca: Mapping[str, str] | None, registry_insecure: Sequence[str] | None, ngc_api_key_env: str = "NGC_API_KEY"
 ) -> RegistryAccess:
-    access = RegistryAccess(ca_bundles=dict(registry_ca or {}), insecure=set(registry_insecure or []))
-    access.add_ngc_key(secret_from(ngc_api_key_env))
-    return access
+    """The notebooks' registry parameters (the key by the name of its environment variable)."""
+    return inputs.registry_access(registry_ca, registry_insecure, secret_from(ngc_api_key_env))
 
 
 def recorded_s3_settings(
