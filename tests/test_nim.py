@@ -123,42 +123,42 @@ def test_download_two_profiles_builds_the_hub_cache(docker, standin_image, tmp_p
     assert FAKE_NGC_KEY not in caplog.text and FAKE_NGC_KEY not in repr(summary.as_dict())
 
 
-def _remove_containers_of(docker, image: str, token: str) -> int:
-    """Kill and remove this test's own tool containers (found by a token in their environment): the engine is
-    shared, so never touch a container another test or engineer started."""
-    removed = 0
-    for container in docker.containers.list(all=True, filters={"ancestor": image, "label": TOOL_LABEL}):
-        if f"NIMRUNBOOK_TEST_RUN={token}" in (container.attrs["Config"]["Env"] or []):
-            container.remove(force=True)
-            removed += 1
-    return removed
+def _own_containers(docker, image: str, token: str) -> list:
+    """This test's own tool containers (found by a token in their environment): the engine is shared, so
+    never touch a container another test or engineer started."""
+    return [
+        container
+        for container in docker.containers.list(all=True, filters={"ancestor": image, "label": TOOL_LABEL})
+        if f"NIMRUNBOOK_TEST_RUN={token}" in (container.attrs["Config"]["Env"] or [])
+    ]
 
 
-def test_interrupted_download_resumes_and_keeps_what_was_complete(docker, standin_image, tmp_path):
-    cache = tmp_path / "cache"
+def _slow_download_in_background(client, image, cache, token: str, seconds_per_file: str, files: int):
+    """Start a download in a thread (a daemon: a hang must not hang the suite); return once it has written
+    ``files`` files. Returns the thread and the list its exception lands in."""
     failure: list[BaseException] = []
-    token = uuid.uuid4().hex
 
-    def slow_download():
+    def download():
         try:
-            _download(
-                docker,
-                standin_image,
-                [VLLM, L40S_BF16],
-                cache,
-                environment={"NIM_STANDIN_SECONDS_PER_FILE": "0.4", "NIMRUNBOOK_TEST_RUN": token},
-            )
+            environment = {"NIM_STANDIN_SECONDS_PER_FILE": seconds_per_file, "NIMRUNBOOK_TEST_RUN": token}
+            _download(client, image, [VLLM, L40S_BF16], cache, environment=environment)
         except BaseException as exc:  # noqa: BLE001 - handed to the test thread
             failure.append(exc)
 
-    worker = threading.Thread(target=slow_download)
+    worker = threading.Thread(target=download, daemon=True)
     worker.start()
     deadline = time.monotonic() + 60
-    while cache_usage(cache)[0] < 3 and time.monotonic() < deadline:
+    while cache_usage(cache)[0] < files and worker.is_alive() and time.monotonic() < deadline:
         time.sleep(0.1)
-    for container in docker.containers.list(filters={"ancestor": standin_image, "label": TOOL_LABEL}):
-        if f"NIMRUNBOOK_TEST_RUN={token}" in container.attrs["Config"]["Env"]:
-            container.kill()
+    assert cache_usage(cache)[0] >= files, failure  # the tool is running in its container
+    return worker, failure
+
+
+def test_interrupted_download_resumes_and_keeps_what_was_complete(docker, standin_image, tmp_path):
+    cache, token = tmp_path / "cache", uuid.uuid4().hex
+    worker, failure = _slow_download_in_background(docker, standin_image, cache, token, "0.4", files=3)
+    for container in _own_containers(docker, standin_image, token):
+        container.kill()
     worker.join(timeout=60)
     assert failure and isinstance(failure[0], ContainerFailedError)
     files_before, _ = cache_usage(cache)
@@ -174,38 +174,19 @@ def test_a_dying_engine_ends_the_download_with_an_error_not_a_hang(docker, stand
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     if not host.startswith("unix://"):
         pytest.skip(f"the engine at {host} is not on a unix socket")
-    token, failure = uuid.uuid4().hex, []
-    cache = tmp_path / "cache"
+    cache, token = tmp_path / "cache", uuid.uuid4().hex
     with UnixSocketProxy(host.removeprefix("unix://")) as proxy:
         through_proxy = docker_client(proxy.url)
-
-        def download():
-            try:
-                _download(
-                    through_proxy,
-                    standin_image,
-                    [VLLM, L40S_BF16],
-                    cache,
-                    environment={"NIM_STANDIN_SECONDS_PER_FILE": "1", "NIMRUNBOOK_TEST_RUN": token},
-                )
-            except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-                failure.append(exc)
-
-        worker = threading.Thread(target=download, daemon=True)  # daemon: a hang must not hang the suite
-        worker.start()
-        deadline = time.monotonic() + 60
-        while cache_usage(cache)[0] < 1 and worker.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert cache_usage(cache)[0] >= 1, failure  # the tool is running in its container
+        worker, failure = _slow_download_in_background(through_proxy, standin_image, cache, token, "1", files=1)
         proxy.cut()  # the engine "dies" mid-run
         worker.join(timeout=60)
-    try:
-        assert not worker.is_alive(), "the download kept waiting for an engine that is gone"
-        assert failure and isinstance(failure[0], DockerError), failure
-        assert "stopped answering" in str(failure[0]) and "docker rm -f" in str(failure[0])
-        assert failure[0].__cause__ is not None  # the cause is kept, for the details line
-    finally:
-        assert _remove_containers_of(docker, standin_image, token) == 1  # the one left behind, as the error says
+    left_behind = _own_containers(docker, standin_image, token)
+    for container in left_behind:
+        container.remove(force=True)
+    assert not worker.is_alive(), "the download kept waiting for an engine that is gone"
+    assert failure and isinstance(failure[0], DockerError), failure
+    assert "stopped answering" in str(failure[0]) and f"docker rm -f {left_behind[0].id[:12]}" in str(failure[0])
+    assert failure[0].__cause__ is not None  # the cause is kept, for the details line
 
 
 def test_free_space_is_checked_without_being_told_the_size(docker, standin_image, tmp_path):

@@ -24,7 +24,7 @@ from nimrunbook.hashing import HashJournal, sha256_file
 from nimrunbook.images import ImageBackend, ImageCopy, RegistryAccess, export
 from nimrunbook.images.backend import BackendName, open_backend
 from nimrunbook.images.refs import ImageRef
-from nimrunbook.localdisk import require_free_space, write_text_atomic
+from nimrunbook.localdisk import INCOMPLETE_SUFFIX, require_free_space, write_text_atomic
 from nimrunbook.progress import SILENT, Reporter, human_bytes
 from nimrunbook.store.plan import PlannedObject, PublishPlan
 
@@ -47,7 +47,7 @@ def _files_under(root: Path, relative_dir: str) -> list[Path]:
     base = root / relative_dir
     if not base.exists():
         return []
-    return sorted(p for p in base.rglob("*") if p.is_file() and not p.name.endswith(".incomplete"))
+    return sorted(p for p in base.rglob("*") if p.is_file() and not p.name.endswith(INCOMPLETE_SUFFIX))
 
 
 def _image_file_entries(root: Path) -> list[dict]:

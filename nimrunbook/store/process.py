@@ -27,7 +27,7 @@ from pathlib import Path
 from nimrunbook import __version__
 from nimrunbook.errors import InputError
 from nimrunbook.hashing import HashJournal, copy_and_hash, sha256_file
-from nimrunbook.localdisk import STATE_DIR, commit, require_free_space, write_text_atomic
+from nimrunbook.localdisk import STATE_DIR, commit, partial_path, require_free_space, write_text_atomic
 from nimrunbook.progress import SILENT, Reporter, Task, human_bytes
 from nimrunbook.store.plan import PlannedObject, PublishPlan
 
@@ -125,7 +125,7 @@ def process_to_directory(
         outcomes = list(
             pool.map(
                 lambda o: _place(
-                    o, objects_dir / o.key, state / "incomplete" / f"{o.key}.incomplete", journal, link, reporter
+                    o, objects_dir / o.key, partial_path(state / "incomplete" / o.key), journal, link, reporter
                 ),
                 plan.objects,
             )
