@@ -14,7 +14,7 @@ from nimrunbook.images import RegistryAccess
 from nimrunbook.images.backend import BackendName, open_backend
 from nimrunbook.images.refs import ImageRef
 from nimrunbook.store import S3Settings, make_client
-from nimrunbook.store.client import stat_object, storage_error
+from nimrunbook.store.client import S3_FAILURES, stat_object, storage_error
 from nimrunbook.store.keys import looks_like_nim_key
 
 FORMAT = "nimrunbook.inventory"
@@ -48,7 +48,7 @@ def inventory(
                 for o in page.get("Contents", [])
                 if looks_like_nim_key(o["Key"])
             ]
-        except Exception as exc:  # noqa: BLE001
+        except S3_FAILURES as exc:
             raise storage_error(exc, settings, "listing the bucket") from exc
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for key, remote in zip(

@@ -101,9 +101,8 @@ def publish_profiles(
     tables, published = [], {}
     for ref, entries, plan in _plans(step, cache_dir):
         directory = step.run_dir / "profiles" / slug(ref)
-        journal = HashJournal.of_cache(
-            cache_dir
-        )  # digests by file identity: shared by the cache, its links, later steps
+        # digests by file identity: shared by the cache, its hard links and the later steps
+        journal = HashJournal.of_cache(cache_dir)
         process_to_directory(
             plan,
             directory,

@@ -24,7 +24,7 @@ from s3transfer.subscribers import BaseSubscriber
 from nimrunbook.errors import StorageError, VerificationError, problems_error
 from nimrunbook.hashing import HashJournal
 from nimrunbook.progress import SILENT, Reporter, Task, human_bytes
-from nimrunbook.store.client import SHA_METADATA, S3Settings, make_client, stat_object, storage_error
+from nimrunbook.store.client import S3_FAILURES, SHA_METADATA, S3Settings, make_client, stat_object, storage_error
 from nimrunbook.store.plan import PlannedObject
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def publish(
     client = make_client(settings, max_connections=workers * 2 + 2)
     try:
         client.head_bucket(Bucket=settings.bucket)
-    except Exception as exc:  # noqa: BLE001
+    except S3_FAILURES as exc:
         raise storage_error(exc, settings, f"access to bucket {settings.bucket}") from exc
     rows: dict[str, dict] = {}
 
@@ -181,7 +181,7 @@ def verify(
                 row.update(status="checksum mismatch", detail=f"recorded sha256 {remote[1]}, expected {obj.sha256}")
             elif deep and _content_sha256(client, settings.bucket, obj.key, reporter) != obj.sha256:
                 row.update(status="content mismatch", detail="the bytes stored do not hash to the expected sha256")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - recorded per object (a store's answer, or a read that failed)
             row.update(status="error", detail=storage_error(exc, settings, f"checking {obj.key}").message)
         return row
 
