@@ -122,7 +122,6 @@ def main() -> int:
             ngc_api_key="benchmark",
             network_mode="none",
             environment={"NIM_STANDIN_WEIGHT_BYTES": str(weight)},
-            progress="none",
         )
         plan = plan_publish(manifest, cache, ids)
         payload = plan.total_bytes
@@ -132,11 +131,9 @@ def main() -> int:
         baseline = timed(lambda: sh(f"cp -rL {cache} {work / 'cp-rL'}"))
         shutil.rmtree(work / "cp-rL")
         drop_caches()
-        journal = HashJournal(cache / ".nimrunbook-sha256.jsonl")  # the cache's digests, by file identity
+        journal = HashJournal.of_cache(cache)  # the cache's digests, by file identity
         hashed_before = hashing.BYTES_HASHED
-        cold = timed(
-            lambda: process_to_directory(plan, work / "processed", workers=2, journal=journal, progress="none")
-        )
+        cold = timed(lambda: process_to_directory(plan, work / "processed", workers=2, journal=journal))
         hashed_by_process = hashing.BYTES_HASHED - hashed_before
         warm = timed(
             lambda: process_to_directory(
@@ -144,7 +141,6 @@ def main() -> int:
                 work / "processed-again",
                 workers=2,
                 journal=journal,
-                progress="none",
             )
         )
         shutil.rmtree(work / "processed-again")
@@ -190,9 +186,7 @@ def main() -> int:
             for obj in objects:
                 obj.source = work / "processed" / "objects" / obj.key
             hashed_before = hashing.BYTES_HASHED
-            ours = timed(
-                lambda: publish(objects, settings, workers=8, journal=journal, progress="none").raise_for_failures()
-            )
+            ours = timed(lambda: publish(objects, settings, workers=8, journal=journal).raise_for_failures())
             hashed_by_publish = hashing.BYTES_HASHED - hashed_before
             config = work / "aws-config"
             config.write_text(
@@ -230,8 +224,8 @@ def main() -> int:
         drop_caches()
         ours = timed(
             lambda: (
-                create_bundle(media / "bundle", plan=plan_publish(manifest, cache, ids), progress="none"),
-                verify_bundle(media / "bundle", allow_unsigned=True, record_dir=work / "records", progress="none"),
+                create_bundle(media / "bundle", plan=plan_publish(manifest, cache, ids)),
+                verify_bundle(media / "bundle", allow_unsigned=True, record_dir=work / "records"),
             )
         )
         drop_caches()
@@ -263,8 +257,8 @@ def main() -> int:
             access = RegistryAccess(insecure={source.host, target.host, second.host})
             ours = timed(
                 lambda: (
-                    export([ref], work / "oci", access=access, backend="skopeo", progress="none"),
-                    import_(work / "oci", target.host, access=access, progress="none"),
+                    export([ref], work / "oci", access=access, backend="skopeo"),
+                    import_(work / "oci", target.host, access=access),
                 )
             )
             moved = f"{second.host}/nim/meta/llama-3.2-1b-instruct:bench"

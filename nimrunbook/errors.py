@@ -9,19 +9,26 @@ passes through :func:`nimrunbook.redact.redact` before it is put here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class NimRunbookError(Exception):
     """Base class: a failure the user can understand and act on.
 
     The command line prints ``str(error)`` and exits with :attr:`exit_code`
-    instead of showing a traceback.
+    instead of showing a traceback; under it, one "details" line names the
+    cause (:func:`cause_line`), which is always kept: raise these ``from exc``.
+    ``problems`` holds each problem of an error that lists several (every file
+    that failed to verify, every object that failed to upload), for callers
+    that act on them one by one; the message shows the first few.
     """
 
     exit_code = 1
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, problems: Sequence[str] = ()) -> None:
         self.message = message
         self.hint = hint
+        self.problems = list(problems)
         super().__init__(message if not hint else f"{message} {hint}")
 
 
@@ -57,6 +64,10 @@ class ImageNotFoundError(DockerError):
 
 class RegistryAuthError(DockerError):
     """The registry refused our credentials."""
+
+
+class NoManifestError(DockerError):
+    """The image holds no model manifest (not a NIM LLM image, or a model-free one)."""
 
 
 class ContainerFailedError(DockerError):
@@ -102,3 +113,30 @@ class ConfinementError(VerificationError):
 
 class LockedError(NimRunbookError):
     """Another nimrunbook process holds the lock of what this one is about to write."""
+
+
+def problems_error(
+    error_class: type[NimRunbookError], summary: str, problems: Sequence[str], *, hint: str | None, shown: int = 20
+) -> NimRunbookError:
+    """One error for a list of problems: ``summary``, then the first ``shown`` problems, one per line.
+
+    Every "raise if it failed" of a result object goes through here, so they
+    read alike and all carry :attr:`NimRunbookError.problems`.
+    """
+    lines = [f"  {problem}" for problem in problems[:shown]]
+    if len(problems) > shown:
+        lines.append(f"  ... and {len(problems) - shown} more")
+    return error_class(summary + ":\n" + "\n".join(lines), hint=hint, problems=problems)
+
+
+def cause_line(error: BaseException, width: int = 300) -> str | None:
+    """``"<type>: <text>"`` of what caused ``error`` (its ``__cause__``), on one line, redacted; None without one."""
+    from nimrunbook.redact import redact
+
+    cause = error.__cause__
+    if cause is None:
+        return None
+    text = " ".join(redact(str(cause)).split())
+    if len(text) > width:
+        text = text[: width - 3] + "..."
+    return f"{type(cause).__name__}: {text}" if text else type(cause).__name__

@@ -405,7 +405,7 @@ def inventory_from_node_labels(text: str) -> Inventory:
             raise InputError(
                 f"The node list is not valid JSON ({exc}).",
                 hint="Pass the output of `kubectl get nodes -o json` unchanged.",
-            ) from None
+            ) from exc
         items = document.get("items", [document]) if isinstance(document, dict) else []
         for item in items:
             labels = (item.get("metadata") or {}).get("labels") or {}
@@ -435,7 +435,7 @@ def inventory_from_cluster(kubeconfig: str | None = None, context: str | None = 
             f"Cannot load the kubeconfig ({type(exc).__name__}: {exc}).",
             hint="Pass --kubeconfig, or read the labels elsewhere with "
             "`kubectl get nodes -o json > nodes.json` and use that file.",
-        ) from None
+        ) from exc
     api = client.CoreV1Api()
     nodes = api.list_node(label_selector="nvidia.com/gpu.product")
     document = {"items": [{"metadata": {"labels": n.metadata.labels or {}}} for n in nodes.items]}

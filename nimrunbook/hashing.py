@@ -15,9 +15,12 @@ import hashlib
 import json
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO, Protocol
 
-from nimrunbook.progress import Progress
+from nimrunbook.localdisk import atomic_writer, cache_journal_path, state_journal_path
+from nimrunbook.progress import Task
 
 CHUNK = 8 * 1024 * 1024
 BYTES_HASHED = 0
@@ -30,30 +33,55 @@ def _counted(amount: int) -> None:
         BYTES_HASHED += amount
 
 
-def sha256_file(path: Path, progress: Progress | None = None) -> str:
+class Digest(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+
+def pump(
+    reader: BinaryIO,
+    writer: BinaryIO | None,
+    digests: Sequence[Digest],
+    progress: Task | None = None,
+    limit: int | None = None,
+) -> int:
+    """Move bytes from ``reader`` to ``writer`` (when given), hashing them into every digest on the way.
+
+    The one loop every hashed read or copy goes through: it counts
+    :data:`BYTES_HASHED` and advances ``progress``. Stops at the end of the
+    reader or after ``limit`` bytes; returns the number of bytes moved.
+    """
+    moved = 0
+    while limit is None or moved < limit:
+        chunk = reader.read(CHUNK if limit is None else min(CHUNK, limit - moved))
+        if not chunk:
+            break
+        for digest in digests:
+            digest.update(chunk)
+        if writer is not None:
+            writer.write(chunk)
+        moved += len(chunk)
+        _counted(len(chunk))
+        if progress:
+            progress.advance(len(chunk))
+    return moved
+
+
+def sha256_file(path: Path, progress: Task | None = None) -> str:
     """Hash a file in one sequential read."""
     digest = hashlib.sha256()
-    with open(path, "rb", buffering=0) as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-            _counted(len(chunk))
-            if progress:
-                progress.advance(len(chunk))
+    with open(path, "rb", buffering=0) as reader:
+        pump(reader, None, [digest], progress)
     return digest.hexdigest()
 
 
-def copy_and_hash(source: Path, target: Path, progress: Progress | None = None) -> str:
-    """Copy ``source`` to ``target`` and hash the bytes on the way; one read, one write."""
+def copy_and_hash(source: Path, target: Path, progress: Task | None = None, *, partial: Path | None = None) -> str:
+    """Copy ``source`` to ``target`` atomically (see :func:`localdisk.atomic_writer`), hashing on the way.
+
+    One read, one write; ``partial`` is where the copy is written until complete.
+    """
     digest = hashlib.sha256()
-    with open(source, "rb", buffering=0) as reader, open(target, "wb") as writer:
-        while chunk := reader.read(CHUNK):
-            digest.update(chunk)
-            writer.write(chunk)
-            _counted(len(chunk))
-            if progress:
-                progress.advance(len(chunk))
-        writer.flush()
-        os.fsync(writer.fileno())
+    with open(source, "rb", buffering=0) as reader, atomic_writer(target, partial=partial) as writer:
+        pump(reader, writer, [digest], progress)
     return digest.hexdigest()
 
 
@@ -78,6 +106,16 @@ class HashJournal:
                 except (ValueError, KeyError, TypeError):
                     continue  # a torn last line from an interruption
 
+    @classmethod
+    def of_cache(cls, cache_dir: str | Path) -> HashJournal:
+        """The journal of a NIM cache, shared by every step that reads it (see :mod:`nimrunbook.localdisk`)."""
+        return cls(cache_journal_path(cache_dir))
+
+    @classmethod
+    def of_directory(cls, directory: str | Path) -> HashJournal:
+        """The journal of a directory nimrunbook wrote (a processed profiles directory)."""
+        return cls(state_journal_path(directory))
+
     def lookup(self, path: Path) -> str | None:
         try:
             return self._digests.get(identity(path))
@@ -92,7 +130,7 @@ class HashJournal:
             with open(self.path, "a") as handle:
                 handle.write(json.dumps({"identity": key, "sha256": sha256, "path": str(path)}) + "\n")
 
-    def sha256(self, path: Path, progress: Progress | None = None) -> str:
+    def sha256(self, path: Path, progress: Task | None = None) -> str:
         """The journal's digest of ``path``, hashing (and recording) it only when unknown."""
         known = self.lookup(path)
         if known:

@@ -112,7 +112,7 @@ def _holding(descriptor: int, target: Path, doing: str) -> Iterator[None]:
         else:
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            except BlockingIOError as exc:
                 who = holder(descriptor)
                 os.close(descriptor)
                 raise LockedError(
@@ -120,7 +120,7 @@ def _holding(descriptor: int, target: Path, doing: str) -> Iterator[None]:
                     hint="Wait for it to finish, or stop it if it is stuck"
                     + (f" (kill {who.pid})" if who else "")
                     + "; its lock goes away with it, so there is nothing to clean up. Then run this again.",
-                ) from None
+                ) from exc
             except BaseException:
                 os.close(descriptor)
                 raise

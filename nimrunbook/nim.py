@@ -8,15 +8,12 @@ without starting the model.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import os
-import shutil
+import re
 import tarfile
-import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,31 +22,30 @@ import docker
 import docker.errors
 import pandas as pd
 
-from nimrunbook.engine import auth_for, split_ref, translate_api_error
+from nimrunbook.containers import run_tool
+from nimrunbook.download_estimate import estimate_download
 from nimrunbook.errors import (
     CacheNotWritableError,
     ContainerFailedError,
     DiskSpaceError,
-    DockerError,
     InputError,
+    NoManifestError,
     RegistryAuthError,
     UnknownProfileError,
 )
+from nimrunbook.images.access import RegistryAccess
+from nimrunbook.images.access import ngc_api_key as find_ngc_key
+from nimrunbook.images.docker_backend import DockerBackend, docker_failure
+from nimrunbook.images.refs import ImageRef
+from nimrunbook.localdisk import NimCache, free_bytes, require_free_space
 from nimrunbook.profiles import Manifest, parse_listing, parse_manifest
-from nimrunbook.progress import Progress, ProgressMode, make_progress
-from nimrunbook.redact import redact, register_secret
+from nimrunbook.progress import SILENT, Reporter, human_bytes
 
 log = logging.getLogger(__name__)
 
 NIM_UID = 1000
 CONTAINER_CACHE = "/opt/nim/.cache"
 MANIFEST_PATHS = ("/opt/nim/etc/default/model_manifest.yaml", "/etc/nim/config/model_manifest.yaml")
-
-
-def _ngc_key(ngc_api_key: str | None) -> str | None:
-    key = ngc_api_key or os.environ.get("NGC_API_KEY") or os.environ.get("NGC_CLI_API_KEY")
-    register_secret(key)
-    return key
 
 
 def _image_present(client: docker.DockerClient, ref: str) -> bool:
@@ -64,101 +60,23 @@ def pull_image(
     client: docker.DockerClient,
     ref: str,
     *,
-    ngc_api_key: str | None = None,
-    progress: ProgressMode = "log",
+    access: RegistryAccess | None = None,
+    progress: Reporter = SILENT,
 ) -> str:
     """Pull ``ref`` unless the engine has it; returns its image id.
 
-    nvcr.io is logged in to with user ``$oauthtoken`` and the NGC key; other
-    registries use the Docker config's credentials.
+    ``ref`` follows the one rule of :mod:`nimrunbook.images.refs` (registry,
+    path, tag: never an implicit ``latest``). Credentials come from ``access``
+    (default: nvcr.io with user ``$oauthtoken`` and the environment's NGC key);
+    other registries use the Docker config's.
     """
+    image = ImageRef.parse(ref)
     if _image_present(client, ref):
         log.info("%s is already present; not pulling", ref)
         return client.images.get(ref).id
-    repo, tag = split_ref(ref)
-    layers: dict[str, tuple[int, int]] = {}
-    reporter = make_progress(progress, f"pull {ref}")
-    try:
-        for event in client.api.pull(
-            repo, tag, stream=True, decode=True, auth_config=auth_for(ref, _ngc_key(ngc_api_key))
-        ):
-            if "error" in event:
-                raise docker.errors.APIError(event["error"])
-            detail = event.get("progressDetail") or {}
-            if event.get("id") and detail.get("total"):
-                layers[event["id"]] = (detail.get("current", 0), detail["total"])
-                reporter.set(sum(c for c, _ in layers.values()), sum(t for _, t in layers.values()))
-            elif event.get("status", "").startswith(("Pull complete", "Already exists")) and event.get("id"):
-                log.info("layer %s: %s", event["id"], event["status"])
-    except docker.errors.APIError as exc:
-        raise translate_api_error(exc, ref) from None
-    finally:
-        reporter.close()
+    with progress.task(f"pull {ref}") as task:
+        DockerBackend(client, access or RegistryAccess.from_environment()).pull(image, task)
     return client.images.get(ref).id
-
-
-def _run_tool(
-    client: docker.DockerClient,
-    image: str,
-    command: list[str],
-    *,
-    environment: dict[str, str] | None = None,
-    volumes: dict | None = None,
-    network_mode: str = "host",
-    gpus: bool = False,
-    on_line=None,
-    poll=None,
-) -> tuple[int, str]:
-    """Run a NIM tool in a throwaway container; returns (exit code, output). Always removes it."""
-    device_requests = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if gpus else None
-    try:
-        container = client.containers.create(
-            image,
-            command,
-            environment=environment or {},
-            volumes=volumes or {},
-            network_mode=network_mode,
-            device_requests=device_requests,
-        )
-    except (docker.errors.ImageNotFound, docker.errors.APIError) as exc:
-        raise translate_api_error(exc, image) from None
-    try:
-        container.start()
-    except docker.errors.APIError as exc:
-        container.remove(force=True)
-        raise translate_api_error(exc, image) from None
-    lines: deque[str] = deque(maxlen=2000)
-    output: list[str] = []
-
-    def follow() -> None:
-        pending = b""
-        for chunk in container.logs(stream=True, follow=True):
-            pending += chunk
-            *complete, pending = pending.split(b"\n")
-            for raw in complete:
-                line = redact(raw.decode("utf-8", "replace"))
-                lines.append(line)
-                output.append(line)
-                if on_line:
-                    on_line(line)
-        if pending:
-            output.append(redact(pending.decode("utf-8", "replace")))
-
-    reader = threading.Thread(target=follow, daemon=True)
-    reader.start()
-    try:
-        while True:
-            try:
-                status = container.wait(timeout=1)
-                break
-            except Exception:  # noqa: BLE001 - read timeout: still running (issue 17: a dead engine loops here)
-                if poll:
-                    poll()
-        reader.join(timeout=10)
-        return int(status.get("StatusCode", 1)), "\n".join(output)
-    finally:
-        with contextlib.suppress(docker.errors.APIError):
-            container.remove(force=True)
 
 
 def list_profiles(
@@ -174,9 +92,10 @@ def list_profiles(
     No GPU is needed (NIM then lists every profile); GPUs are passed through
     only when ``gpus`` is true, and only when the engine has them.
     """
-    code, text = _run_tool(
+    run = run_tool(
         client, image, ["list-model-profiles"], environment=environment, network_mode=network_mode, gpus=gpus
     )
+    code, text = run.exit_code, run.output
     if code != 0:
         raise ContainerFailedError(
             f"list-model-profiles exited with code {code} in {image}. Its last lines:\n{_tail(text)}",
@@ -190,7 +109,7 @@ def read_manifest(client: docker.DockerClient, image: str) -> tuple[Manifest, st
     try:
         container = client.containers.create(image, command=["true"], network_mode="none")
     except (docker.errors.ImageNotFound, docker.errors.APIError) as exc:
-        raise translate_api_error(exc, image) from None
+        raise docker_failure(exc, image) from exc
     try:
         for path in MANIFEST_PATHS:
             try:
@@ -205,7 +124,7 @@ def read_manifest(client: docker.DockerClient, image: str) -> tuple[Manifest, st
             return parse_manifest(text), text
     finally:
         container.remove(force=True)
-    raise DockerError(
+    raise NoManifestError(
         f"{image} has no model manifest at {' or '.join(MANIFEST_PATHS)}.",
         hint="Is it a NIM LLM image? Model-free NIM images have no manifest until given a model.",
     )
@@ -216,7 +135,11 @@ def read_manifest(client: docker.DockerClient, image: str) -> tuple[Manifest, st
 
 @dataclass
 class DownloadSummary:
-    """What a download left in the cache: the record later steps and the run report read."""
+    """What a download left in the cache: the record later steps and the run report read.
+
+    ``space_check`` says how the free space was checked before the download
+    (against an estimate of what it adds, an explicit size, or why not at all).
+    """
 
     image: str
     profiles: list[str]
@@ -225,6 +148,7 @@ class DownloadSummary:
     bytes: int
     seconds: float
     log_tail: list[str] = field(default_factory=list)
+    space_check: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -259,64 +183,94 @@ def prepare_cache_dir(cache_dir: Path) -> None:
         )
 
 
-def cache_usage(cache_dir: Path) -> tuple[int, int]:
-    """(files, bytes) of downloaded content (blobs) in a NIM cache; partial files under tmp/ excluded."""
-    files = total = 0
-    hub = cache_dir / "ngc" / "hub"
-    if not hub.is_dir():
-        return 0, 0
-    for model in hub.iterdir():
-        blobs = model / "blobs"
-        if not blobs.is_dir():
-            continue
-        for entry in os.scandir(blobs):
-            if entry.is_file(follow_symlinks=False):
-                files += 1
-                total += entry.stat(follow_symlinks=False).st_size
-    return files, total
-
-
-def check_free_space(directory: Path, needed_bytes: int | None, what: str) -> None:
-    """Raise :class:`DiskSpaceError` when ``directory`` has less than ``needed_bytes`` free."""
-    if not needed_bytes:
-        return
-    free = shutil.disk_usage(directory).free
-    if free < needed_bytes:
-        from nimrunbook.progress import human_bytes
-
-        raise DiskSpaceError(
-            f"{what} needs {human_bytes(needed_bytes)} more in {directory}, which has {human_bytes(free)} free.",
-            hint="Free space there or choose a directory on a larger disk, then run this step again; what is "
-            "already complete is kept and not fetched again.",
-        )
+def cache_usage(cache_dir: str | Path) -> tuple[int, int]:
+    """(files, bytes) of downloaded content in a NIM cache (see :meth:`NimCache.usage`)."""
+    return NimCache(cache_dir).usage()
 
 
 def _tail(text: str, lines: int = 15) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def _classify_failure(code: int, text: str, image: str, profile_ids: Sequence[str]) -> Exception:
+# NIM's own log line shapes: Rust "<time>  ERROR <module>: <message>", Python "ERROR <date> <time> <file>] <message>",
+# and a Python exception's last line "<Name>Error: <message>".
+_ERROR_LINE_RE = re.compile(
+    r"^(?:\S+\s+(?:ERROR|CRITICAL)\s+\S+:\s|(?:ERROR|CRITICAL)\s+\S+\s+\S+\s+\S+\]\s|\w*(?:Error|Exception):\s)"
+)
+_UNKNOWN_PROFILE = ("Unknown profiles provided", "doesn't exist")  # NIM 2.x refuses; 1.x skips with this line
+# An HTTP refusal as a status token (never a digit run inside an id or a hash), or NGC's own words for it.
+_REFUSED_RE = re.compile(
+    r"(?<![\w.:/-])(?:401|403)(?![\w.:/-])|\bunauthori[sz]ed\b|\bforbidden\b|NGC_API_KEY is not set", re.I
+)
+_NO_SPACE = ("No space left on device", "[Errno 28]")
+NEARLY_FULL = 16 * 1024 * 1024  # bytes free under which a failed download counts as a full disk
+
+
+def error_lines(text: str) -> list[str]:
+    """The lines of a NIM tool's output that report errors, by NIM's log line shapes."""
+    return [line for line in text.splitlines() if _ERROR_LINE_RE.match(line.strip())]
+
+
+def _classify_failure(code: int, text: str, image: str, profile_ids: Sequence[str], cache: Path) -> Exception:
+    """Why download-to-cache failed: read from its error lines and from the cache's disk, not from any text."""
     tail = _tail(text)
-    if "Unknown profiles provided" in text or "doesn't exist" in text:
+    errors = "\n".join(error_lines(text))
+    if any(words in text for words in _UNKNOWN_PROFILE):
         return UnknownProfileError(
             f"{image} does not offer some of the profile ids {', '.join(profile_ids)}:\n{tail}",
             hint="Take ids from this image's own listing (nimrunbook profiles plan --format ids); ids differ "
             "between images and tags.",
         )
-    if "NGC_API_KEY" in text or "401" in text or "Unauthorized" in text:
+    if free_bytes(cache) < NEARLY_FULL or any(words in errors for words in _NO_SPACE):
+        return DiskSpaceError(
+            f"The disk holding the NIM cache {cache} filled up during the download:\n{tail}",
+            hint="Free space or move the cache to a larger disk, then run again: complete files are kept.",
+        )
+    if _REFUSED_RE.search(errors):
         return RegistryAuthError(
             f"download-to-cache could not authenticate to NGC:\n{tail}",
             hint="Set NGC_API_KEY to an NGC API key (starts with nvapi-) that can access this NIM, then run again.",
-        )
-    if "No space left" in text:
-        return DiskSpaceError(
-            f"The disk holding the NIM cache filled up during the download:\n{tail}",
-            hint="Free space or move the cache to a larger disk, then run again: complete files are kept.",
         )
     return ContainerFailedError(
         f"download-to-cache exited with code {code} in {image}. Its last lines:\n{tail}",
         hint="Fix what the lines above say and run this step again; files already in the cache are kept.",
     )
+
+
+def _manifest_for_download(client: docker.DockerClient, image: str, manifest: Manifest | None) -> Manifest | None:
+    """The given manifest, else the image's own; None (logged) for an image that has none (model-free NIM)."""
+    if manifest is not None:
+        return manifest
+    try:
+        return read_manifest(client, image)[0]
+    except NoManifestError as error:
+        log.warning("%s; the profile ids and the download's size cannot be checked beforehand", error.message)
+        return None
+
+
+def _check_space(
+    cache: Path, bytes_before: int, expected_bytes: int | None, manifest: Manifest | None, ids: list[str]
+) -> tuple[int | None, str]:
+    """Refuse a download the cache's disk cannot hold; returns (bytes expected to be added, how that was found)."""
+    if expected_bytes:
+        needed, how = max(expected_bytes - bytes_before, 0), f"against the given size ({human_bytes(expected_bytes)})"
+    elif manifest is None:
+        return None, "not checked: the image has no model manifest to estimate from"
+    else:
+        estimate = estimate_download(manifest, ids, NimCache(cache))
+        if estimate.bytes is None:
+            log.warning("the download's size is %s; free space is not checked", estimate.describe())
+            return None, f"not checked: the size is {estimate.describe()}"
+        needed, how = estimate.bytes, f"against an estimate of {human_bytes(estimate.bytes)} ({estimate.describe()})"
+    require_free_space(
+        cache,
+        needed,
+        what=f"The download (checked {how})",
+        hint="Free space there or choose a directory on a larger disk, then run this step again; what is already "
+        "complete is kept and not fetched again. If the estimate is wrong, pass the size (expected_bytes).",
+    )
+    log.info("free space for the download checked %s", how)
+    return needed, how
 
 
 def download_profiles(
@@ -330,60 +284,63 @@ def download_profiles(
     expected_bytes: int | None = None,
     network_mode: str = "host",
     environment: dict[str, str] | None = None,
-    progress: ProgressMode = "log",
+    progress: Reporter = SILENT,
 ) -> DownloadSummary:
     """Run ``download-to-cache --profiles <ids>`` with ``cache_dir`` mounted at /opt/nim/.cache.
 
-    Re-running after an interruption continues: the cache is never emptied,
-    and NIM skips files it already has. The key reaches the container only
-    through its environment.
+    Before it starts: the ids are checked against the manifest (``manifest``,
+    else the image's own), and the free space against what the download will
+    add: ``expected_bytes`` (the profiles' total size) when given, else an
+    estimate from the manifest and what the cache already holds (see
+    :mod:`nimrunbook.download_estimate`). Re-running after an interruption
+    continues: the cache is never emptied, and NIM skips files it already has.
+    The key reaches the container only through its environment.
     """
     ids = [str(i) for i in profile_ids]
     if not ids:
         raise InputError("No profile ids to download.", hint="Select at least one profile (nimrunbook profiles plan).")
-    if manifest is not None:
-        known = {p.id for p in manifest.profiles}
-        unknown = [i for i in ids if i not in known]
-        if unknown:
-            raise UnknownProfileError(
-                f"{image} does not offer the profile ids {', '.join(unknown)}.",
-                hint="Take ids from this image's own listing (nimrunbook profiles plan --format ids).",
-            )
-    key = _ngc_key(ngc_api_key)
+    key = find_ngc_key(ngc_api_key)
     if not key:
         raise RegistryAuthError(
             "NGC_API_KEY is not set, and download-to-cache needs it to fetch profiles from NGC.",
             hint="Export NGC_API_KEY (an NGC API key, starts with nvapi-) or pass it as a parameter; it is never "
             "written to the run record or the report.",
         )
+    manifest = _manifest_for_download(client, image, manifest)
+    if manifest is not None:
+        unknown = [i for i in ids if manifest.profile(i) is None]
+        if unknown:
+            raise UnknownProfileError(
+                f"{image} does not offer the profile ids {', '.join(unknown)}.",
+                hint="Take ids from this image's own listing (nimrunbook profiles plan --format ids).",
+            )
     cache = Path(cache_dir).resolve()
     prepare_cache_dir(cache)
     _, bytes_before = cache_usage(cache)
-    if expected_bytes:
-        check_free_space(cache, max(expected_bytes - bytes_before, 0), "The download")
+    needed, space_check = _check_space(cache, bytes_before, expected_bytes, manifest, ids)
     started = time.monotonic()
-    reporter: Progress = make_progress(progress, f"download {len(ids)} profiles", expected_bytes)
     container_env = {**(environment or {}), "NGC_API_KEY": key, "NIM_CACHE_PATH": CONTAINER_CACHE}
+    total = bytes_before + needed if needed is not None else None
+    with progress.task(f"download {len(ids)} profiles", total) as task:
 
-    def poll() -> None:
-        reporter.set(cache_usage(cache)[1])
+        def poll() -> None:
+            task.set(cache_usage(cache)[1])
 
-    try:
-        code, text = _run_tool(
-            client,
-            image,
-            ["download-to-cache", "--profiles", *ids],
-            environment=container_env,
-            volumes={str(cache): {"bind": CONTAINER_CACHE, "mode": "rw"}},
-            network_mode=network_mode,
-            on_line=lambda line: log.info("[download-to-cache] %s", line),
-            poll=poll,
-        )
-    finally:
-        poll()
-        reporter.close()
-    if code != 0:
-        raise _classify_failure(code, text, image, ids)
+        try:
+            run = run_tool(
+                client,
+                image,
+                ["download-to-cache", "--profiles", *ids],
+                environment=container_env,
+                volumes={str(cache): {"bind": CONTAINER_CACHE, "mode": "rw"}},
+                network_mode=network_mode,
+                on_line=lambda line: log.info("[download-to-cache] %s", line),
+                poll=poll,
+            )
+        finally:
+            poll()
+    if run.exit_code != 0:
+        raise _classify_failure(run.exit_code, run.output, image, ids, cache)
     files, size = cache_usage(cache)
     return DownloadSummary(
         image=image,
@@ -392,5 +349,6 @@ def download_profiles(
         files=files,
         bytes=size,
         seconds=round(time.monotonic() - started, 3),
-        log_tail=text.strip().splitlines()[-5:],
+        log_tail=run.output.strip().splitlines()[-5:],
+        space_check=space_check,
     )

@@ -1,11 +1,31 @@
-"""Progress for long work: a bar when a person watches, log lines when nobody does.
+"""Progress for long work, reported to whoever the caller chose: a bar, log lines, or nobody.
 
 Model profiles are tens to hundreds of GB, so every long step reports
-progress. tqdm.auto's widget is invisible in papermill's output and in HTML
-reports, so the caller chooses explicitly: ``"widget"`` in JupyterLab,
-``"log"`` under papermill and in the terminal, ``"none"`` in tests. Reporters
-are thread-safe: parallel uploads advance one shared reporter (the way
-s3transfer's subscribers do).
+progress. *How* it is shown is not the library's business: the runbook (a
+widget bar in JupyterLab, log lines under papermill) and the command line (log
+lines) create a :class:`Reporter` and pass it down; library functions take it
+as ``progress`` and default to :data:`SILENT`. No library code builds widgets.
+
+The API, small on purpose::
+
+    def publish(..., progress: Reporter = SILENT):
+        with progress.task("upload 12 objects", total=total_bytes, unit="B") as task:
+            task.advance(len(chunk))        # thread-safe: parallel workers share one task
+            task.set(done, total)           # or say where it stands (total may become known late)
+
+- ``Reporter.task(description, total=None, unit="B") -> Task``: one piece of
+  work. ``total`` may be unknown (None). ``unit="B"`` shows bytes and a rate;
+  any other unit (``"images"``) shows counts.
+- ``Task``: a context manager; ``advance(n)``, ``set(done, total=None)``,
+  ``close()`` (what ``__exit__`` calls), ``summary()`` for a one-line text.
+- :data:`SILENT` (the base :class:`Reporter`): tasks that count but show nothing.
+- :class:`LogReporter`: a log line every ``every_percent`` of the total, or
+  every ``every_seconds`` when the total is unknown, and one at the end.
+
+A reporter that shows something subclasses :class:`Task` (override
+``_render``, called under the task's lock after every change, and ``_finish``)
+and :class:`Reporter` (override ``task``); the runbook's widget bar is one.
+Tasks are thread-safe the way s3transfer's subscribers need them to be.
 """
 
 from __future__ import annotations
@@ -13,9 +33,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Literal
-
-ProgressMode = Literal["widget", "log", "none"]
 
 
 def human_bytes(value: float) -> str:
@@ -26,8 +43,8 @@ def human_bytes(value: float) -> str:
     return f"{value:.1f} TB"
 
 
-class Progress:
-    """A silent reporter; the base of the others. ``total`` may be unknown (None)."""
+class Task:
+    """One piece of long work; this base shows nothing. ``total`` may be unknown (None)."""
 
     def __init__(self, description: str = "", total: int | None = None, unit: str = "B") -> None:
         self.description = description
@@ -53,7 +70,7 @@ class Progress:
         with self._lock:
             self._finish()
 
-    def _render(self) -> None:  # overridden by reporters that show something
+    def _render(self) -> None:  # overridden by tasks that show something
         pass
 
     def _finish(self) -> None:
@@ -71,14 +88,24 @@ class Progress:
             parts.append(f"{human_bytes(self.done / elapsed)}/s")
         return f"{self.description}: " + ", ".join(parts)
 
-    def __enter__(self) -> Progress:
+    def __enter__(self) -> Task:
         return self
 
     def __exit__(self, *_exc) -> None:
         self.close()
 
 
-class LogProgress(Progress):
+class Reporter:
+    """Makes a :class:`Task` for each piece of work; this base (:data:`SILENT`) shows nothing."""
+
+    def task(self, description: str, total: int | None = None, unit: str = "B") -> Task:
+        return Task(description, total, unit)
+
+
+SILENT = Reporter()
+
+
+class LogTask(Task):
     """A log line every ``every_percent`` of the total, or every ``every_seconds`` when it is unknown."""
 
     def __init__(
@@ -115,38 +142,22 @@ class LogProgress(Progress):
         self.logger.info(self.summary() + " (done)")
 
 
-class WidgetProgress(Progress):
-    """An ipywidgets bar with a text line, for a person watching in JupyterLab."""
+class LogReporter(Reporter):
+    """Log lines, for papermill and the terminal (a widget is invisible there and in HTML reports)."""
 
-    def __init__(self, description: str = "", total: int | None = None, unit: str = "B") -> None:
-        super().__init__(description, total, unit)
-        import ipywidgets
-        from IPython.display import display
+    def __init__(
+        self, logger: logging.Logger | None = None, *, every_percent: float = 10, every_seconds: float = 15
+    ) -> None:
+        self.logger = logger
+        self.every_percent = every_percent
+        self.every_seconds = every_seconds
 
-        self._bar = ipywidgets.FloatProgress(min=0, max=float(total or 1), description="")
-        self._label = ipywidgets.Label(self.summary())
-        self._last_time = 0.0
-        display(ipywidgets.HBox([self._bar, self._label]))
-
-    def _render(self) -> None:
-        now = time.monotonic()
-        if now - self._last_time < 0.2:
-            return
-        self._last_time = now
-        self._bar.max = float(self.total or max(self.done, 1))
-        self._bar.value = float(self.done)
-        self._label.value = self.summary()
-
-    def _finish(self) -> None:
-        self._last_time = 0.0
-        self._render()
-        self._bar.bar_style = "success"
-
-
-def make_progress(mode: ProgressMode, description: str, total: int | None = None, unit: str = "B") -> Progress:
-    """The reporter for ``mode``; see the module docstring for which to choose."""
-    if mode == "widget":
-        return WidgetProgress(description, total, unit)
-    if mode == "log":
-        return LogProgress(description, total, unit)
-    return Progress(description, total, unit)
+    def task(self, description: str, total: int | None = None, unit: str = "B") -> LogTask:
+        return LogTask(
+            description,
+            total,
+            unit,
+            logger=self.logger,
+            every_percent=self.every_percent,
+            every_seconds=self.every_seconds,
+        )

@@ -26,21 +26,7 @@ import pandas as pd
 
 from nimrunbook.errors import InputError, UnknownProfileError
 from nimrunbook.gpus import GpuGroup, Inventory
-
-# Weight bytes per parameter, by the precision a profile name or tag states.
-BYTES_PER_PARAMETER = {
-    "fp32": 4.0,
-    "fp16": 2.0,
-    "bf16": 2.0,
-    "fp8": 1.0,
-    "int8": 1.0,
-    "int8_wo": 1.0,
-    "int4": 0.5,
-    "int4_awq": 0.5,
-    "w4a16": 0.5,
-    "nvfp4": 0.5,
-    "mxfp4": 0.5,
-}
+from nimrunbook.profiles.names import BYTES_PER_PARAMETER
 
 # "CUDA compute capability > 7.0 (8.0 for bfloat16)": NIM for LLMs support matrix (1.1.0 and later).
 MIN_COMPUTE_CAPABILITY = {"bf16": 8.0}

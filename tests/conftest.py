@@ -90,7 +90,6 @@ def downloaded_cache(docker, standin_image, tmp_path_factory):
         ngc_api_key=FAKE_NGC_KEY,
         network_mode="none",
         environment={"NIM_STANDIN_WEIGHT_BYTES": "262144"},
-        progress="none",
     )
     return cache
 

@@ -49,7 +49,6 @@ def bundle(tmp_path_factory, ngc_images, standin_manifest, downloaded_cache, key
         inside={"bucket": "nim-bundle"},
         access=access,
         image_backend="skopeo",
-        progress="none",
     )
     assert result.signed and result.objects_written == len(plan.objects)
     return media
@@ -87,7 +86,7 @@ def test_bundle_layout_checksums_and_readme(bundle, keys):
 
 
 def test_verify_passes_and_writes_a_record(bundle, keys, tmp_path):
-    report = verify(bundle, public_key=keys[0][1], record_dir=tmp_path, progress="none")
+    report = verify(bundle, public_key=keys[0][1], record_dir=tmp_path)
     assert report.ok and report.signature == "verified", report.table()
     record = json.loads(Path(report.record_json).read_text())
     assert record["ok"] is True and record["bundle_id"] == report.bundle_id and record["user"]
@@ -108,7 +107,7 @@ def test_each_fault_is_detected_and_named(bundle, keys, tmp_path):
     (copy / weights).write_bytes(bytes(data))
     (copy / small).write_bytes((copy / small).read_bytes()[:5])
     (copy / "profiles/objects/stray.bin").write_bytes(b"x")
-    report = verify(copy, public_key=keys[0][1], record_dir=tmp_path / "r1", progress="none")
+    report = verify(copy, public_key=keys[0][1], record_dir=tmp_path / "r1")
     assert not report.ok
     assert _problem(report) == {weights: "corrupt", small: "truncated", "profiles/objects/stray.bin": "extra"}
     with pytest.raises(VerificationError, match="corrupt"):
@@ -116,13 +115,13 @@ def test_each_fault_is_detected_and_named(bundle, keys, tmp_path):
 
 
 def test_wrong_signature_and_tampered_manifest(bundle, keys, tmp_path):
-    wrong_key = verify(bundle, public_key=keys[1][1], record_dir=tmp_path / "r", progress="none")
+    wrong_key = verify(bundle, public_key=keys[1][1], record_dir=tmp_path / "r")
     assert wrong_key.signature == "failed" and not wrong_key.ok
     copy = _copy(bundle, tmp_path)
     document = json.loads((copy / "bundle.json").read_text())
     document["inside"]["bucket"] = "attacker-bucket"
     (copy / "bundle.json").write_text(json.dumps(document))
-    naive = verify(copy, allow_unsigned=True, record_dir=tmp_path / "r2", progress="none")
+    naive = verify(copy, allow_unsigned=True, record_dir=tmp_path / "r2")
     assert _problem(naive) == {"bundle.json": "corrupt"}
     # a careful attacker also rewrites SHA256SUMS: only the signature catches it
     sums = (copy / "SHA256SUMS").read_text().splitlines()
@@ -130,9 +129,9 @@ def test_wrong_signature_and_tampered_manifest(bundle, keys, tmp_path):
 
     sums[-1] = f"{hashlib.sha256((copy / 'bundle.json').read_bytes()).hexdigest()}  bundle.json"
     (copy / "SHA256SUMS").write_text("\n".join(sums) + "\n")
-    careful = verify(copy, public_key=keys[0][1], record_dir=tmp_path / "r3", progress="none")
+    careful = verify(copy, public_key=keys[0][1], record_dir=tmp_path / "r3")
     assert careful.signature == "failed" and not careful.ok
-    unchecked = verify(copy, allow_unsigned=True, record_dir=tmp_path / "r4", progress="none")
+    unchecked = verify(copy, allow_unsigned=True, record_dir=tmp_path / "r4")
     assert unchecked.unsigned and unchecked.signature.startswith("UNSIGNED: the bundle says it is signed")
 
 
@@ -153,7 +152,6 @@ def test_round_trip_into_the_inside_registry_and_bucket(bundle, keys, s3, intern
         access=access,
         public_key=keys[0][1],
         record_dir=tmp_path,
-        progress="none",
     )
     assert result.upload.counts() == {"uploaded": len(document["objects"]) - 1, "skipped": 1, "failed": 0}
     assert (result.bucket_check["status"] == "ok").all()
@@ -168,9 +166,27 @@ def test_round_trip_into_the_inside_registry_and_bucket(bundle, keys, s3, intern
         access=access,
         public_key=keys[0][1],
         record_dir=tmp_path,
-        progress="none",
     )
     assert again.upload.counts()["uploaded"] == 0 and all(i.status == "skipped" for i in again.images)
+
+
+def test_docker_backend_bundle_round_trip(docker, ngc_image, access, internal_registry, keys, tmp_path):
+    """A host without skopeo: the images travel as one docker save archive, loaded inside only after it verified,
+    each image checked by its id."""
+    media = tmp_path / "docker-bundle"
+    create(media, images=[ngc_image], sign_key=keys[0][0], access=access, image_backend="docker", docker_client=docker)
+    docker.images.remove(ngc_image, force=True)
+    result = import_(
+        media,
+        registry=f"{internal_registry.host}/docker-bundle",
+        settings=None,
+        access=access,
+        public_key=keys[0][1],
+        record_dir=tmp_path / "records",
+    )
+    (image,) = result.images
+    (recorded,) = json.loads((media / "bundle.json").read_text())["images"]
+    assert (image.backend, image.status, image.image_id) == ("docker", "copied", recorded["image_id"])
 
 
 def test_import_refuses_a_failed_bundle(bundle, keys, s3, tmp_path):
@@ -183,7 +199,6 @@ def test_import_refuses_a_failed_bundle(bundle, keys, s3, tmp_path):
             settings=s3_settings(s3, bucket="nim-bundle"),
             public_key=keys[0][1],
             record_dir=tmp_path,
-            progress="none",
         )
 
 
@@ -198,7 +213,6 @@ def test_incremental_bundle_carries_only_what_is_missing(
         access=access,
         public_key=keys[0][1],
         record_dir=tmp_path,
-        progress="none",
     )
     plan = plan_publish(standin_manifest, downloaded_cache, [VLLM, L40S_BF16, VLLM_LORA])
     engine_only = [o.key for o in plan.objects if VLLM not in o.profiles]
@@ -216,18 +230,17 @@ def test_incremental_bundle_carries_only_what_is_missing(
         have=have,
         access=access,
         image_backend="skopeo",
-        progress="none",
     )
     document = json.loads((tmp_path / "delta/bundle.json").read_text())
     assert sorted(o["key"] for o in document["objects"]) == sorted(engine_only)
     assert sorted(delta.left_out["images"]) == sorted(ngc_images) and document["images"] == []
     assert len(delta.left_out["objects"]) == len(plan.objects) - len(engine_only)
-    assert verify(tmp_path / "delta", allow_unsigned=True, progress="none").ok
+    assert verify(tmp_path / "delta", allow_unsigned=True).ok
 
 
 def test_split_parts_for_fat32_style_media(standin_manifest, downloaded_cache, s3, tmp_path):
     plan = plan_publish(standin_manifest, downloaded_cache, [VLLM])
-    result = create(tmp_path / "split", plan=plan, part_size=100_000, progress="none")
+    result = create(tmp_path / "split", plan=plan, part_size=100_000)
     weights = next(o for o in plan.objects if o.key.endswith("model.safetensors"))
     parts = sorted((tmp_path / "split/profiles/objects").glob(weights.key + ".part*"))
     assert [p.stat().st_size for p in parts] == [100_000, 100_000, 62_144]
@@ -242,7 +255,7 @@ def test_split_parts_for_fat32_style_media(standin_manifest, downloaded_cache, s
     shutil.copytree(tmp_path / "split", copy)
     parts_of_copy = sorted((copy / "profiles/objects").glob(weights.key + ".part*"))
     parts_of_copy[1].unlink()
-    assert _problem(verify(copy, allow_unsigned=True, record_dir=tmp_path / "r", progress="none")) == {
+    assert _problem(verify(copy, allow_unsigned=True, record_dir=tmp_path / "r")) == {
         f"profiles/objects/{parts_of_copy[1].name}": "missing"
     }
     settings = s3_settings(s3, bucket="nim-split")
@@ -252,9 +265,8 @@ def test_split_parts_for_fat32_style_media(standin_manifest, downloaded_cache, s
         settings=settings,
         allow_unsigned=True,
         record_dir=tmp_path / "r",
-        progress="none",
     )
-    table = verify_bucket(plan.objects, settings, deep=True, progress="none")
+    table = verify_bucket(plan.objects, settings, deep=True)
     assert (table["status"] == "ok").all()
     assert bundle_parts.FAT32_PART_SIZE == 4 * 1024**3 - 1
 
@@ -272,16 +284,14 @@ def test_interrupted_create_resumes_without_rewriting(standin_manifest, download
     create_module = __import__("sys").modules["nimrunbook.bundle.create"]
     monkeypatch.setattr(create_module, "write_file", pulled_drive)
     with pytest.raises(OSError):
-        create(tmp_path / "b", plan=plan, progress="none")
+        create(tmp_path / "b", plan=plan)
     inodes = {p.name: p.stat().st_ino for p in (tmp_path / "b/profiles/objects").iterdir()}
     assert len(inodes) == 4 and not list((tmp_path / "b").rglob("*.incomplete"))
     monkeypatch.setattr(create_module, "write_file", real_write)
-    resumed = create(
-        tmp_path / "b", plan=plan_publish(standin_manifest, downloaded_cache, [VLLM, L40S_BF16]), progress="none"
-    )
+    resumed = create(tmp_path / "b", plan=plan_publish(standin_manifest, downloaded_cache, [VLLM, L40S_BF16]))
     assert (resumed.objects_written, resumed.objects_skipped) == (len(plan.objects) - 4, 4)
     assert all((tmp_path / "b/profiles/objects" / name).stat().st_ino == inode for name, inode in inodes.items())
-    assert verify(tmp_path / "b", allow_unsigned=True, progress="none").ok
+    assert verify(tmp_path / "b", allow_unsigned=True).ok
 
 
 def test_cli_create_verify(standin_manifest, downloaded_cache, tmp_path, keys):
@@ -338,7 +348,6 @@ def test_import_from_a_read_only_mount(
         sign_key=keys[0][0],
         access=access,
         image_backend="skopeo",
-        progress="none",
     )
     before = _tree(media)
     readonly, staging = tmp_path / "usb", tmp_path / "staging"

@@ -16,7 +16,7 @@ from nimrunbook.store import plan_publish
 @pytest.fixture(scope="module")
 def media(tmp_path_factory, standin_manifest, downloaded_cache):
     folder = tmp_path_factory.mktemp("cli-media") / "nim-bundle"
-    create(folder, plan=plan_publish(standin_manifest, downloaded_cache, [VLLM]), progress="none")
+    create(folder, plan=plan_publish(standin_manifest, downloaded_cache, [VLLM]))
     return folder
 
 

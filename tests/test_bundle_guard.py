@@ -21,38 +21,38 @@ def plans(standin_manifest, downloaded_cache):
 
 def test_the_same_request_resumes_and_another_is_refused_unless_forced(plans, tmp_path):
     folder = tmp_path / "nim-bundle"
-    first = create(folder, plan=plans(VLLM), progress="none")
-    again = create(folder, plan=plans(VLLM), progress="none")
+    first = create(folder, plan=plans(VLLM))
+    again = create(folder, plan=plans(VLLM))
     assert again.objects_skipped == first.objects_written and again.objects_written == 0
     with pytest.raises(InputError, match="holds an unfinished or earlier bundle, not the one asked for now") as caught:
-        create(folder, plan=plans(VLLM, L40S_BF16), progress="none")
+        create(folder, plan=plans(VLLM, L40S_BF16))
     assert "--force" in str(caught.value)
     (folder / "verification").mkdir()
     (folder / "verification/verification-old.json").write_text("{}")
-    forced = create(folder, plan=plans(L40S_BF16), force=True, progress="none")
+    forced = create(folder, plan=plans(L40S_BF16), force=True)
     assert forced.objects_skipped == 0
-    report = verify(folder, allow_unsigned=True, record_dir=tmp_path / "records", progress="none")
+    report = verify(folder, allow_unsigned=True, record_dir=tmp_path / "records")
     assert report.ok, report.table()  # nothing of the first bundle is left behind
     assert (folder / "verification/verification-old.json").exists()  # records are kept
 
 
 def test_a_bundle_made_before_the_request_was_recorded_is_recognised(plans, tmp_path):
     folder = tmp_path / "nim-bundle"
-    create(folder, plan=plans(VLLM), progress="none")
+    create(folder, plan=plans(VLLM))
     (folder / ".nimrunbook/request.json").unlink()  # as an older nimrunbook left it: bundle.json only
-    create(folder, plan=plans(VLLM), progress="none")
+    create(folder, plan=plans(VLLM))
     (folder / ".nimrunbook/request.json").unlink()
     with pytest.raises(InputError, match=r"holds another bundle \(made .* objects\)"):
-        create(folder, plan=plans(L40S_BF16), progress="none")
+        create(folder, plan=plans(L40S_BF16))
 
 
 def test_a_folder_with_foreign_files_is_refused(plans, tmp_path):
     (tmp_path / "holiday.jpg").write_bytes(b"\xff\xd8")
     with pytest.raises(InputError, match=r"holds files that are not part of a bundle \(holiday.jpg\)"):
-        create(tmp_path, plan=plans(VLLM), progress="none")
+        create(tmp_path, plan=plans(VLLM))
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputError, match="is not a folder"):
-        create(tmp_path / "file", plan=plans(VLLM), progress="none")
+        create(tmp_path / "file", plan=plans(VLLM))
 
 
 def test_a_second_create_into_the_same_folder_is_refused(plans, tmp_path):
@@ -72,7 +72,7 @@ def test_a_second_create_into_the_same_folder_is_refused(plans, tmp_path):
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(LockedError, match=f"pid {holder.pid}.* is writing a bundle into {folder}"):
-            create(folder, plan=plans(VLLM), progress="none")
+            create(folder, plan=plans(VLLM))
         assert not list(folder.iterdir())
     finally:
         holder.kill()

@@ -336,7 +336,6 @@ def profiles_bundle(tmp_path_factory, standin_manifest, downloaded_cache, keys):
         plan=plan_publish(standin_manifest, downloaded_cache, [VLLM]),
         part_size=100_000,
         sign_key=keys[0],
-        progress="none",
     )
     return media
 
@@ -372,7 +371,6 @@ def attack(tmp_path, keys, bucket):
                     public_key=keys[1] if mode == "re-signed" else None,
                     allow_unsigned=mode == "unsigned",
                     staging_dir=staging,
-                    progress="none",
                     **{"registry": None, **import_options},
                 )
         finally:
@@ -412,7 +410,7 @@ def test_a_failed_signature_stops_before_any_listed_file_is_opened(attack, profi
     replace_and_point_at_a_fifo(b)  # changed after signing: the signature no longer verifies
     watch = Watch(b.root / "profiles")
     with _deadline():
-        report = verify(b.root, public_key=keys[1], record_dir=tmp_path / "records", progress="none")
+        report = verify(b.root, public_key=keys[1], record_dir=tmp_path / "records")
     assert report.signature == "failed" and not report.checks and "no listed file was opened" in report.notes[0]
     assert watch.events() == []
 
@@ -437,18 +435,18 @@ def test_a_bundle_whose_signatures_were_stripped_is_refused_without_allow_unsign
     b = _replace_an_object_recompute_and_strip(profiles_bundle, tmp_path / "bundle")
     watch = Watch(b.root)
     with pytest.raises(InputError, match="No public key was given .* so it is refused.*--allow-unsigned"):
-        verify(b.root, progress="none")
+        verify(b.root)
     assert watch.events() == []  # refused before the bundle was opened
     with pytest.raises(VerificationError, match=r"SHA256SUMS.sig is missing: the bundle is not signed"):
-        verify(b.root, public_key=keys[1], progress="none").raise_for_failure()
+        verify(b.root, public_key=keys[1]).raise_for_failure()
     with pytest.raises(InputError, match="lies inside the bundle"):
         shutil.copy(keys[1], b.root / "signer.pub")
-        verify(b.root, public_key=b.root / "signer.pub", progress="none")
+        verify(b.root, public_key=b.root / "signer.pub")
 
 
 def test_allow_unsigned_says_unsigned_in_the_report_the_record_and_the_cli(profiles_bundle, tmp_path):
     b = _replace_an_object_recompute_and_strip(profiles_bundle, tmp_path / "bundle")
-    report = verify(b.root, allow_unsigned=True, record_dir=tmp_path / "records", progress="none")
+    report = verify(b.root, allow_unsigned=True, record_dir=tmp_path / "records")
     assert report.ok and report.unsigned
     assert report.signature.startswith("UNSIGNED: the bundle says it is signed, but no public key was given")
     assert report.table().startswith("Bundle verification: PASSED, UNSIGNED")
@@ -462,7 +460,7 @@ def test_allow_unsigned_says_unsigned_in_the_report_the_record_and_the_cli(profi
         timeout=120,
     )
     assert cli.returncode == 0 and "PASSED, UNSIGNED" in cli.stdout and "UNSIGNED" in cli.stderr
-    again = verify(b.root, allow_unsigned=True, record_dir=tmp_path / "records", progress="none")
+    again = verify(b.root, allow_unsigned=True, record_dir=tmp_path / "records")
     assert again.record_json != report.record_json  # records never overwrite each other
 
 
@@ -473,7 +471,7 @@ def test_allow_unsigned_says_unsigned_in_the_report_the_record_and_the_cli(profi
 def image_bundle(tmp_path_factory, ngc_images, ngc_registry, internal_registry, certs, keys):
     access = RegistryAccess(ca_bundles={internal_registry.host: str(certs.ca_bundle)}, insecure={ngc_registry.host})
     media = tmp_path_factory.mktemp("image-media") / "nim-bundle"
-    create(media, images=ngc_images[:1], sign_key=keys[0], access=access, image_backend="skopeo", progress="none")
+    create(media, images=ngc_images[:1], sign_key=keys[0], access=access, image_backend="skopeo")
     return media, access
 
 

@@ -115,3 +115,17 @@ def test_check_of_a_listing_without_system_info_needs_the_hosts_gpus():
     stated = run(*base, "--listing-gpus", "NVIDIA L4")
     assert stated.returncode == 0, stated.stderr
     assert "agree with NIM's own verdict for 1x NVIDIA L4" in stated.stdout
+
+
+def test_an_error_keeps_its_cause_in_one_details_line(tmp_path):
+    missing = tmp_path / "missing.txt"
+    result = run("profiles", "plan", "--listing", str(missing), "--gpus", "L40S")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    message, details = result.stderr.rstrip("\n").split("\n")
+    assert message.startswith("nimrunbook: error: Cannot read the profile listing file")
+    assert details == f"  details: FileNotFoundError: [Errno 2] No such file or directory: '{missing}'"
+
+
+def test_s3_options_are_validated_like_the_notebooks():
+    result = run("profiles", "preflight", "--bucket", "nim-profiles", "--endpoint-url", "minio.example.com:9000")
+    assert result.returncode == 2 and "has no scheme" in result.stderr and "Traceback" not in result.stderr

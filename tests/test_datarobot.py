@@ -1,3 +1,7 @@
+import http.server
+import threading
+from pathlib import Path
+
 import pytest
 from conftest import FIXTURES, L40S_BF16, VLLM, s3_settings
 from kube_stub import KubeStub
@@ -20,8 +24,9 @@ from nimrunbook.errors import InputError
 from nimrunbook.gpus import inventory_from_cluster
 from nimrunbook.profiles import parse_manifest
 from nimrunbook.standin import catalog
-from nimrunbook.store import plan_publish, publish
+from nimrunbook.store import S3Settings, plan_publish, publish
 from nimrunbook.store.keys import object_key
+from nimrunbook.store.plan import PlannedObject
 
 ALLOW = ["nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5", "nvcr.io/nim/meta/llama-3.1-8b-instruct:1.8.4"]
 SETTINGS = DataRobotSettings(
@@ -149,11 +154,12 @@ def test_gpu_inventory_from_a_live_cluster(tmp_path):
 
 def test_credentials_read_only_passes_read_write_warns(s3, standin_manifest, downloaded_cache):
     plan = plan_publish(standin_manifest, downloaded_cache, [VLLM])
-    publish(plan.objects, s3_settings(s3, bucket="nim-direct"), progress="none").raise_for_failures()
+    publish(plan.objects, s3_settings(s3, bucket="nim-direct")).raise_for_failures()
     reader = check_read_credentials(s3_settings(s3, bucket="nim-direct", user="reader"), plan.objects)
-    assert reader.ok and reader.warnings == []
+    assert reader.ok and reader.warnings == [] and reader.can_write is False  # AccessDenied: proven read-only
     admin = check_read_credentials(s3_settings(s3, bucket="nim-direct"), plan.objects)
     assert admin.ok and any("WRITE" in w for w in admin.warnings) and any("DELETE" in w for w in admin.warnings)
+    assert admin.can_write is True
     missing = check_read_credentials(
         s3_settings(s3, bucket="nim-direct", user="reader"),
         plan_publish(standin_manifest, downloaded_cache, [L40S_BF16]).objects,
@@ -227,3 +233,52 @@ def test_cli_values_and_refresh_commands():
     )
     printed = run("refresh", "--namespace", "dr")
     assert "kubectl create job --from=cronjob/custom-templates-cronjob" in printed.stdout
+
+
+class _HangingOnPut(http.server.BaseHTTPRequestHandler):
+    """An S3 endpoint that lists and HEADs like one but never answers a PUT. moto cannot be made to hang,
+    and a write probe that times out (not a refusal) is exactly the case under test."""
+
+    release = threading.Event()
+
+    def do_GET(self):  # ListObjectsV2: an empty bucket
+        body = b'<?xml version="1.0"?><ListBucketResult><Name>b</Name><KeyCount>0</KeyCount></ListBucketResult>'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_HEAD(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "5")
+        self.send_header("x-amz-meta-sha256", "0" * 64)
+        self.end_headers()
+
+    def do_PUT(self):
+        self.release.wait(timeout=60)
+
+    def log_message(self, *_args):
+        pass
+
+
+def test_a_write_probe_that_times_out_is_unknown_not_read_only():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HangingOnPut)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        settings = S3Settings(
+            "nim-hang",
+            endpoint_url=f"http://127.0.0.1:{server.server_port}",
+            access_key_id="AKIATESTONLY00000000",
+            secret_access_key="test-only-secret",
+            path_style=True,
+        )
+        obj = PlannedObject(object_key("ngc://nim/meta/m:hf?file=config.json"), "ngc://x", Path("/dev/null"), 5)
+        check = check_read_credentials(settings, [obj], probe_timeout=1)
+    finally:
+        _HangingOnPut.release.set()
+        server.shutdown()
+        server.server_close()
+    assert check.ok and check.can_write is None
+    (warning,) = check.warnings
+    assert "UNKNOWN" in warning and "did not answer in time" in warning

@@ -2,12 +2,16 @@
 
 import logging
 import os
+import subprocess
 import threading
 import time
+import uuid
 
 import pytest
 from conftest import FAKE_NGC_KEY
+from socket_proxy import UnixSocketProxy
 
+from nimrunbook.containers import TOOL_LABEL
 from nimrunbook.engine import docker_client
 from nimrunbook.errors import (
     CacheNotWritableError,
@@ -19,6 +23,7 @@ from nimrunbook.errors import (
     UnknownProfileError,
 )
 from nimrunbook.nim import cache_usage, download_profiles, list_profiles, prepare_cache_dir, pull_image, read_manifest
+from nimrunbook.progress import LogReporter
 from nimrunbook.sandbox.registry import LocalRegistry
 from nimrunbook.standin import catalog
 
@@ -31,7 +36,7 @@ SMALL = {"NIM_STANDIN_WEIGHT_BYTES": "65536"}
 def test_pull_from_a_registry_then_no_second_pull(docker, ngc_image, caplog):
     docker.images.remove(ngc_image)
     with caplog.at_level(logging.INFO):
-        image_id = pull_image(docker, ngc_image, progress="log")
+        image_id = pull_image(docker, ngc_image, progress=LogReporter())
         assert pull_image(docker, ngc_image) == image_id
     assert "already present; not pulling" in caplog.text
 
@@ -91,7 +96,7 @@ def _download(docker, image, ids, cache, **kwargs):
         ngc_api_key=FAKE_NGC_KEY,
         network_mode="none",
         environment={**SMALL, **kwargs.pop("environment", {})},
-        progress="log",
+        progress=LogReporter(),
         **kwargs,
     )
 
@@ -118,24 +123,41 @@ def test_download_two_profiles_builds_the_hub_cache(docker, standin_image, tmp_p
     assert FAKE_NGC_KEY not in caplog.text and FAKE_NGC_KEY not in repr(summary.as_dict())
 
 
-def test_interrupted_download_resumes_and_keeps_what_was_complete(docker, standin_image, tmp_path):
-    cache = tmp_path / "cache"
+def _own_containers(docker, image: str, token: str) -> list:
+    """This test's own tool containers (found by a token in their environment): the engine is shared, so
+    never touch a container another test or engineer started."""
+    return [
+        container
+        for container in docker.containers.list(all=True, filters={"ancestor": image, "label": TOOL_LABEL})
+        if f"NIMRUNBOOK_TEST_RUN={token}" in (container.attrs["Config"]["Env"] or [])
+    ]
+
+
+def _slow_download_in_background(client, image, cache, token: str, seconds_per_file: str, files: int):
+    """Start a download in a thread (a daemon: a hang must not hang the suite); return once it has written
+    ``files`` files. Returns the thread and the list its exception lands in."""
     failure: list[BaseException] = []
 
-    def slow_download():
+    def download():
         try:
-            _download(
-                docker, standin_image, [VLLM, L40S_BF16], cache, environment={"NIM_STANDIN_SECONDS_PER_FILE": "0.4"}
-            )
+            environment = {"NIM_STANDIN_SECONDS_PER_FILE": seconds_per_file, "NIMRUNBOOK_TEST_RUN": token}
+            _download(client, image, [VLLM, L40S_BF16], cache, environment=environment)
         except BaseException as exc:  # noqa: BLE001 - handed to the test thread
             failure.append(exc)
 
-    worker = threading.Thread(target=slow_download)
+    worker = threading.Thread(target=download, daemon=True)
     worker.start()
     deadline = time.monotonic() + 60
-    while cache_usage(cache)[0] < 3 and time.monotonic() < deadline:
+    while cache_usage(cache)[0] < files and worker.is_alive() and time.monotonic() < deadline:
         time.sleep(0.1)
-    for container in docker.containers.list(filters={"ancestor": standin_image}):
+    assert cache_usage(cache)[0] >= files, failure  # the tool is running in its container
+    return worker, failure
+
+
+def test_interrupted_download_resumes_and_keeps_what_was_complete(docker, standin_image, tmp_path):
+    cache, token = tmp_path / "cache", uuid.uuid4().hex
+    worker, failure = _slow_download_in_background(docker, standin_image, cache, token, "0.4", files=3)
+    for container in _own_containers(docker, standin_image, token):
         container.kill()
     worker.join(timeout=60)
     assert failure and isinstance(failure[0], ContainerFailedError)
@@ -146,6 +168,40 @@ def test_interrupted_download_resumes_and_keeps_what_was_complete(docker, standi
     summary = _download(docker, standin_image, [VLLM, L40S_BF16], cache)
     assert summary.files == len(catalog.HF_FILES) + len(catalog.ENGINE_FILES)
     assert all(blobs.joinpath(name).stat().st_ino == inode for name, inode in kept.items())
+
+
+def test_a_dying_engine_ends_the_download_with_an_error_not_a_hang(docker, standin_image, tmp_path):
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        pytest.skip(f"the engine at {host} is not on a unix socket")
+    cache, token = tmp_path / "cache", uuid.uuid4().hex
+    with UnixSocketProxy(host.removeprefix("unix://")) as proxy:
+        through_proxy = docker_client(proxy.url)
+        worker, failure = _slow_download_in_background(through_proxy, standin_image, cache, token, "1", files=1)
+        proxy.cut()  # the engine "dies" mid-run
+        worker.join(timeout=60)
+    left_behind = _own_containers(docker, standin_image, token)
+    for container in left_behind:
+        container.remove(force=True)
+    assert not worker.is_alive(), "the download kept waiting for an engine that is gone"
+    assert failure and isinstance(failure[0], DockerError), failure
+    assert "stopped answering" in str(failure[0]) and f"docker rm -f {left_behind[0].id[:12]}" in str(failure[0])
+    assert failure[0].__cause__ is not None  # the cause is kept, for the details line
+
+
+def test_free_space_is_checked_without_being_told_the_size(docker, standin_image, tmp_path):
+    small = tmp_path / "small-disk"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(small)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        with pytest.raises(DiskSpaceError) as info:
+            _download(docker, standin_image, [VLLM], small / "cache")  # no expected_bytes: estimated
+        assert "estimate of 2.0 GB" in str(info.value) and "1B parameters x 2 bytes" in str(info.value)
+        assert cache_usage(small / "cache") == (0, 0)  # refused before the container started
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
 
 
 def test_unknown_profile_id(docker, standin_image, tmp_path):
@@ -160,7 +216,7 @@ def test_missing_key_is_refused_before_starting(docker, standin_image, tmp_path,
     monkeypatch.delenv("NGC_API_KEY", raising=False)
     monkeypatch.delenv("NGC_CLI_API_KEY", raising=False)
     with pytest.raises(RegistryAuthError, match="NGC_API_KEY is not set"):
-        download_profiles(docker, standin_image, [VLLM], tmp_path / "cache", network_mode="none", progress="none")
+        download_profiles(docker, standin_image, [VLLM], tmp_path / "cache", network_mode="none")
 
 
 def test_container_failure_names_its_last_lines_without_the_key(docker, standin_image, tmp_path):
@@ -204,16 +260,17 @@ def test_gpus_are_requested_only_when_asked(docker, standin_image):
     assert {c.id for c in docker.containers.list(all=True)} <= before
 
 
-def test_nvcr_login_uses_oauthtoken_and_the_key_other_registries_the_docker_config():
-    from nimrunbook.engine import auth_for, registry_of, split_ref
+def test_nvcr_login_uses_oauthtoken_and_the_key_other_registries_the_docker_config(monkeypatch):
+    from nimrunbook.images import RegistryAccess, ngc_api_key
+    from nimrunbook.images.failures import registry_of
 
-    assert auth_for("nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5", FAKE_NGC_KEY) == {
-        "username": "$oauthtoken",
-        "password": FAKE_NGC_KEY,
-    }
-    assert auth_for("registry.example.com/nim/meta/x:1", FAKE_NGC_KEY) is None
+    monkeypatch.delenv("NGC_API_KEY", raising=False)
+    monkeypatch.setenv("NGC_CLI_API_KEY", FAKE_NGC_KEY)  # the one lookup reads both names
+    assert ngc_api_key() == FAKE_NGC_KEY and ngc_api_key("nvapi-explicit-0123456789") == "nvapi-explicit-0123456789"
+    access = RegistryAccess.from_environment()
+    assert access.docker_auth("nvcr.io") == {"username": "$oauthtoken", "password": FAKE_NGC_KEY}
+    assert access.docker_auth("registry.example.com") is None  # the Docker config's credentials
     assert registry_of("ubuntu:22.04") == "docker.io" and registry_of("127.0.0.1:5000/a/b:1") == "127.0.0.1:5000"
-    assert split_ref("127.0.0.1:5000/a/b") == ("127.0.0.1:5000/a/b", "latest")
 
 
 def test_cli_nim_commands(docker, standin_image, tmp_path, monkeypatch):
@@ -257,3 +314,18 @@ def test_cli_full_disk_is_a_message_not_a_traceback(tmp_path, monkeypatch, capsy
     assert cli.main(["report", str(tmp_path)]) == 1
     message = capsys.readouterr().err
     assert "No space left on device" in message and "run the same command again" in message
+
+
+def test_download_failures_are_read_from_nim_error_lines_not_from_any_digits(tmp_path):
+    from nimrunbook.nim import _classify_failure
+
+    profile = "4011" + "0" * 60  # an id (or a hash, a size) holding "401" says nothing about authentication
+    info = f"2025-06-01T10:00:00.000000Z  INFO nim_hub_ngc::api::tokio: Downloading profile {profile}"
+    broken = "ERROR 2025-06-01 10:00:01.00 download.py:88] Failed to create the workspace"
+    failure = _classify_failure(1, f"{info}\n{broken}", "img", [profile], tmp_path)
+    assert type(failure) is ContainerFailedError
+    refused = (  # reqwest's wording of an HTTP 401, in NIM's Rust log line shape
+        "2025-06-01T10:00:01.000000Z  ERROR nim_hub_ngc::api::tokio: HTTP status client error (401 Unauthorized) "
+        "for url (https://api.ngc.nvidia.com/v2/org/nim/team/meta/models/llama-3.2-1b-instruct/hf/files)"
+    )
+    assert isinstance(_classify_failure(1, f"{info}\n{refused}", "img", [profile], tmp_path), RegistryAuthError)

@@ -120,3 +120,48 @@ def test_unknown_or_malformed_ids_are_errors_naming_the_nearest(plan, given, nea
     with pytest.raises(UnknownProfileError) as info:
         initial_ticks(plan, [given])
     assert repr(given) in str(info.value) and nearest in str(info.value)
+
+
+UNTAGGED = "nvcr.io/nim/meta/llama-3.2-1b-instruct"
+
+
+def test_one_tag_rule_in_steps_01_and_02(tmp_path):
+    """An untagged ref is refused the same way by the plan (01), the mirror (02) and a pull: never `latest`."""
+    from nimrunbook import runbook
+    from nimrunbook.images import RegistryAccess, mirror
+    from nimrunbook.nim import pull_image
+
+    step = runbook.start("01_plan_profiles", tmp_path, "none")
+    with pytest.raises(InputError) as planned:
+        runbook.plan_images(step, [UNTAGGED], inventory_from_text("L40S"))  # refused before any engine is asked
+    step.save(images={UNTAGGED: {"folder": str(tmp_path)}}, selection={UNTAGGED: [{"id": "x", "name": "x"}]})
+    with pytest.raises(InputError) as mirrored:
+        runbook.mirror_images(
+            runbook.start("02_mirror_images", tmp_path, "none"), "registry.example.com", RegistryAccess()
+        )
+    with pytest.raises(InputError) as library:
+        mirror([UNTAGGED], "registry.example.com")
+    with pytest.raises(InputError) as pulled:
+        pull_image(None, UNTAGGED)
+    assert "names no tag" in str(planned.value) and "never rely on latest" in str(planned.value)
+    assert str(planned.value) == str(mirrored.value) == str(library.value) == str(pulled.value)
+
+
+def test_preflight_with_a_broken_image_backend_fails_its_checks_instead_of_crashing(tmp_path, monkeypatch):
+    from nimrunbook import runbook
+    from nimrunbook.errors import PreflightError
+
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))  # no skopeo: the Docker engine would be the backend
+    step = runbook.start("00_preflight", tmp_path / "run", "none")
+    with pytest.raises(PreflightError) as info:  # the step's own verdict, after every check ran and was recorded
+        runbook.run_checks(
+            step,
+            docker_host="unix:///tmp/nimrunbook-no-engine-here.sock",  # and no engine answers
+            images=["nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5"],
+            registries=["registry.example.com"],
+            tools=(),
+        )
+    rows = {row["check"]: row for row in RunRecord(tmp_path / "run").read()["preflight"]["checks"]}
+    for check in ("image nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5", "registry registry.example.com"):
+        assert rows[check]["status"] == "fail" and "No Docker engine answers" in rows[check]["detail"]
+    assert rows["Docker engine"]["status"] == "fail" and len(info.value.problems) == 3

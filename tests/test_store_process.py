@@ -11,9 +11,7 @@ from nimrunbook.store import load_processed, plan_publish, process_to_directory,
 def test_process_hard_links_hashes_once_and_sha256sum_agrees(standin_manifest, downloaded_cache, tmp_path):
     plan = plan_publish(standin_manifest, downloaded_cache, [VLLM, L40S_BF16])
     before = hashing.BYTES_HASHED
-    result = process_to_directory(
-        plan, tmp_path / "out", image="nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5", progress="none"
-    )
+    result = process_to_directory(plan, tmp_path / "out", image="nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5")
     assert hashing.BYTES_HASHED - before == plan.total_bytes  # every byte hashed exactly once
     assert (result.linked, result.copied, result.skipped) == (len(plan.objects), 0, 0)
     for obj in plan.objects:
@@ -32,11 +30,9 @@ def test_process_hard_links_hashes_once_and_sha256sum_agrees(standin_manifest, d
 
 def test_rerun_skips_complete_files_without_hashing(standin_manifest, downloaded_cache, tmp_path):
     plan = plan_publish(standin_manifest, downloaded_cache, [VLLM])
-    process_to_directory(plan, tmp_path / "out", progress="none")
+    process_to_directory(plan, tmp_path / "out")
     before = hashing.BYTES_HASHED
-    again = process_to_directory(
-        plan_publish(standin_manifest, downloaded_cache, [VLLM]), tmp_path / "out", progress="none"
-    )
+    again = process_to_directory(plan_publish(standin_manifest, downloaded_cache, [VLLM]), tmp_path / "out")
     assert again.skipped == len(plan.objects) and before == hashing.BYTES_HASHED
 
 
@@ -46,9 +42,9 @@ def test_interrupted_process_leaves_no_partial_object_and_resumes(standin_manife
     # An interruption leaves a temporary file, never a file under objects/.
     (out / ".nimrunbook/incomplete").mkdir(parents=True)
     (out / ".nimrunbook/incomplete" / f"{plan.objects[0].key}.incomplete").write_bytes(b"half")
-    result = process_to_directory(plan, out, progress="none")
+    result = process_to_directory(plan, out)
     assert result.linked == len(plan.objects)
-    assert verify_directory(out, progress="none") == []
+    assert verify_directory(out) == []
 
 
 def test_copy_across_filesystems_hashes_while_copying(standin_manifest, downloaded_cache, tmp_path):
@@ -57,9 +53,9 @@ def test_copy_across_filesystems_hashes_while_copying(standin_manifest, download
     destination = target or __import__("tempfile").mkdtemp(dir=shm)
     plan = plan_publish(standin_manifest, downloaded_cache, [VLLM])
     before = hashing.BYTES_HASHED
-    result = process_to_directory(plan, destination, progress="none")
+    result = process_to_directory(plan, destination)
     assert result.copied == len(plan.objects) and hashing.BYTES_HASHED - before == plan.total_bytes
-    assert verify_directory(destination, progress="none") == []
+    assert verify_directory(destination) == []
 
 
 def test_verify_directory_names_corrupt_truncated_and_missing(standin_manifest, downloaded_cache, tmp_path):
@@ -69,7 +65,7 @@ def test_verify_directory_names_corrupt_truncated_and_missing(standin_manifest, 
     destination = tempfile.mkdtemp(dir="/dev/shm")  # copies, so damaging them leaves the shared cache intact
     try:
         plan = plan_publish(standin_manifest, downloaded_cache, [VLLM])
-        process_to_directory(plan, destination, progress="none")
+        process_to_directory(plan, destination)
         _, objects = load_processed(destination)
         weights = next(o for o in objects if o.key.endswith("model.safetensors"))
         data = bytearray(weights.source.read_bytes())
@@ -78,7 +74,7 @@ def test_verify_directory_names_corrupt_truncated_and_missing(standin_manifest, 
         small = [o for o in objects if o is not weights]
         small[0].source.write_bytes(small[0].source.read_bytes()[:-3])
         small[1].source.unlink()
-        problems = verify_directory(destination, progress="none")
+        problems = verify_directory(destination)
         assert any(p.startswith("corrupt:") and "safetensors" in p for p in problems)
         assert any(p.startswith("truncated") for p in problems)
         assert any(p.startswith("missing:") for p in problems)

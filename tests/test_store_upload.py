@@ -34,9 +34,7 @@ ALL_ENGINES = [p.id for p in catalog.PROFILES_1_8_5]
 @pytest.fixture(scope="module")
 def processed(standin_manifest, downloaded_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("processed")
-    process_to_directory(
-        plan_publish(standin_manifest, downloaded_cache, [VLLM, L40S_BF16, VLLM_LORA]), out, progress="none"
-    )
+    process_to_directory(plan_publish(standin_manifest, downloaded_cache, [VLLM, L40S_BF16, VLLM_LORA]), out)
     return out
 
 
@@ -83,7 +81,6 @@ def test_resume_after_a_killed_upload(s3, docker, standin_image, tmp_path):
         ngc_api_key=FAKE_NGC_KEY,
         network_mode="none",
         environment={"NIM_STANDIN_WEIGHT_BYTES": str(24 * 1024 * 1024)},
-        progress="none",
     )
     manifest_file = tmp_path / "manifest.yaml"
     manifest_file.write_text(catalog.manifest_yaml("1.8.5"))
@@ -95,7 +92,6 @@ def test_resume_after_a_killed_upload(s3, docker, standin_image, tmp_path):
             ALL_ENGINES,
         ),
         out,
-        progress="none",
     )
     _, objects = load_processed(out)
     settings = s3_settings(s3, bucket="nim-resume")
@@ -129,18 +125,18 @@ def test_resume_after_a_killed_upload(s3, docker, standin_image, tmp_path):
     assert 3 <= present < len(objects), "the upload was not interrupted part-way"
     resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    counts = publish(objects, settings, progress="none").counts()
+    counts = publish(objects, settings).counts()
     assert counts == {"uploaded": 0, "skipped": len(objects), "failed": 0}
     assert "'skipped': " in resumed.stdout and "'failed': 0" in resumed.stdout
     for value in (key_id, secret):
         assert value not in resumed.stdout + resumed.stderr
-    require_verified(verify(objects, settings, deep=True, progress="none"))
+    require_verified(verify(objects, settings, deep=True))
 
 
 def test_a_file_changed_after_hashing_is_caught(s3, standin_manifest, downloaded_cache):
     destination = tempfile.mkdtemp(dir="/dev/shm")  # copies: changing them leaves the shared cache intact
     try:
-        process_to_directory(plan_publish(standin_manifest, downloaded_cache, [VLLM]), destination, progress="none")
+        process_to_directory(plan_publish(standin_manifest, downloaded_cache, [VLLM]), destination)
         _, objects = load_processed(destination)
         journal = HashJournal(os.path.join(destination, ".nimrunbook/sha256.jsonl"))
         weights = next(o for o in objects if o.key.endswith("model.safetensors"))
@@ -154,7 +150,7 @@ def test_a_file_changed_after_hashing_is_caught(s3, standin_manifest, downloaded
         tokenizer.source.write_bytes(bytes(changed))
         os.utime(tokenizer.source, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # a sneaky change: mtime restored
         settings = s3_settings(s3, bucket="nim-changed")
-        result = publish(objects, settings, journal=journal, progress="none")
+        result = publish(objects, settings, journal=journal)
         rows = result.table.set_index("key")
         assert (
             rows.loc[weights.key, "status"] == "failed"
@@ -162,7 +158,7 @@ def test_a_file_changed_after_hashing_is_caught(s3, standin_manifest, downloaded
         )
         with pytest.raises(StorageError, match="not stored correctly"):
             result.raise_for_failures()
-        table = verify(objects, settings, deep=True, progress="none").set_index("key")
+        table = verify(objects, settings, deep=True).set_index("key")
         assert table.loc[tokenizer.key, "status"] == "content mismatch"
         assert table.loc[weights.key, "status"] == "missing"
     finally:
@@ -181,9 +177,9 @@ def test_missing_bucket_and_read_only_keys(s3, processed, overrides, message):
     settings = s3_settings(s3, **{"bucket": "nim-inside", **overrides})
     if message:
         with pytest.raises(StorageError, match=message):
-            publish(objects, settings, progress="none")
+            publish(objects, settings)
     else:
-        result = publish(objects[:2], settings, progress="none")
+        result = publish(objects[:2], settings)
         assert not result.ok and (result.table["status"] == "failed").all()
 
 
@@ -199,16 +195,16 @@ def test_bad_credentials_and_wrong_ca_say_what_to_do(s3, processed):
         ca_bundle=str(s3.certs.ca_bundle),
     )
     with pytest.raises(StorageError) as info:
-        publish(objects, bad, progress="none")
+        publish(objects, bad)
     assert "access key" in str(info.value) and "wrong-secret-value" not in str(info.value)
     with pytest.raises(StorageError, match="TLS verification failed"):
-        publish(objects, s3_settings(s3, bucket="nim-inside", ca_bundle=str(s3.certs.other_ca_bundle)), progress="none")
+        publish(objects, s3_settings(s3, bucket="nim-inside", ca_bundle=str(s3.certs.other_ca_bundle)))
 
 
 def test_verify_names_missing_objects(s3, processed):
     _, objects = load_processed(processed)
     settings = s3_settings(s3, bucket="nim-inside")
-    publish(objects, settings, progress="none").raise_for_failures()
+    publish(objects, settings).raise_for_failures()
     make_client(settings).delete_object(Bucket="nim-inside", Key=objects[0].key)
-    table = verify(objects, settings, progress="none")
+    table = verify(objects, settings)
     assert list(table.loc[table.status != "ok", "key"]) == [objects[0].key]

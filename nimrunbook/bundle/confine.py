@@ -25,13 +25,12 @@ from typing import BinaryIO
 
 from nimrunbook import hashing
 from nimrunbook.errors import ConfinementError, InputError
-from nimrunbook.progress import Progress
+from nimrunbook.progress import Task
 
 MAX_COMPONENT_BYTES = 255
 MAX_PATH_BYTES = 4096
 MAX_DEPTH = 32  # deeper than any bundle nimrunbook writes; bounds the descriptors a walk holds
 SMALL_FILE_LIMIT = 64 * 1024 * 1024  # bundle.json, SHA256SUMS, image indexes and manifests
-CHUNK = 8 * 1024 * 1024
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
@@ -101,18 +100,18 @@ class BundleDir:
         self.path = Path(os.path.realpath(path))
         try:
             self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
             raise InputError(
                 f"The bundle folder {path} does not exist.",
                 hint="Give the bundle's top folder on the media (the one holding bundle.json and SHA256SUMS).",
-            ) from None
-        except NotADirectoryError:
+            ) from exc
+        except NotADirectoryError as exc:
             raise InputError(
                 f"{path} is not a folder.",
                 hint="Give the bundle's top folder on the media (the one holding bundle.json and SHA256SUMS).",
-            ) from None
+            ) from exc
         except OSError as exc:
-            raise InputError(f"Cannot open the bundle folder {path}: {exc.strerror}.") from None
+            raise InputError(f"Cannot open the bundle folder {path}: {exc.strerror}.") from exc
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -130,10 +129,10 @@ class BundleDir:
     def _lstat(self, directory: int, part: str, shown: str, name: str) -> os.stat_result:
         try:
             return os.stat(part, dir_fd=directory, follow_symlinks=False)
-        except FileNotFoundError:
-            raise ConfinementError(f"{shown} is not on the media.", path=name, status="missing") from None
+        except FileNotFoundError as exc:
+            raise ConfinementError(f"{shown} is not on the media.", path=name, status="missing") from exc
         except OSError as exc:
-            raise ConfinementError(f"{shown} cannot be read: {exc.strerror}.", path=name, status="unreadable") from None
+            raise ConfinementError(f"{shown} cannot be read: {exc.strerror}.", path=name, status="unreadable") from exc
 
     def _open(self, directory: int, part: str, flags: int, info: os.stat_result, shown: str, name: str) -> int:
         try:
@@ -141,7 +140,7 @@ class BundleDir:
         except OSError as exc:  # changed since the lstat: a symlink put in its place, or it went away
             raise ConfinementError(
                 f"{shown} changed while it was being opened ({exc.strerror}): refused.", path=name, status="unsafe"
-            ) from None
+            ) from exc
         opened = os.fstat(fd)
         if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
             os.close(fd)
@@ -239,14 +238,9 @@ class BundleDir:
                 os.close(child)
 
 
-def sha256_stream(reader: BinaryIO, size: int, progress: Progress | None = None) -> tuple[str, int]:
+def sha256_stream(reader: BinaryIO, size: int, progress: Task | None = None) -> tuple[str, int]:
     """(sha256, bytes read) of at most ``size`` + 1 bytes: enough to notice a file longer than it should be,
     never more."""
-    digest, read = hashlib.sha256(), 0
-    while read <= size and (chunk := reader.read(min(CHUNK, size + 1 - read))):
-        digest.update(chunk)
-        read += len(chunk)
-        hashing._counted(len(chunk))
-        if progress:
-            progress.advance(len(chunk))
+    digest = hashlib.sha256()
+    read = hashing.pump(reader, None, [digest], progress, limit=size + 1)
     return digest.hexdigest(), read

@@ -206,7 +206,7 @@ def read_manifest(path: str | Path) -> dict:
         try:
             data = root.read(layout.MANIFEST)
         except ConfinementError as error:
-            raise VerificationError(error.message, hint="Give the bundle's top folder; verify the bundle.") from None
+            raise VerificationError(error.message, hint="Give the bundle's top folder; verify the bundle.") from error
     document, problems = parse_manifest(data)
     if document is None:
         raise VerificationError(" ".join(problems[:5]), hint="Do not import this bundle; verify it to see why.")

@@ -11,23 +11,21 @@ import getpass
 import hashlib
 import json
 import logging
-import os
-import shutil
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nimrunbook import __version__
 from nimrunbook.bundle import guard, layout, signing
 from nimrunbook.bundle.parts import WriteRecord, WrittenFile, write_file
-from nimrunbook.errors import DiskSpaceError
 from nimrunbook.hashing import HashJournal, sha256_file
-from nimrunbook.images import RegistryAccess, export
-from nimrunbook.images.mirror import BackendName, _backend
+from nimrunbook.images import ImageBackend, ImageCopy, RegistryAccess, export
+from nimrunbook.images.backend import BackendName, open_backend
 from nimrunbook.images.refs import ImageRef
-from nimrunbook.progress import ProgressMode, human_bytes, make_progress
+from nimrunbook.localdisk import INCOMPLETE_SUFFIX, require_free_space, write_text_atomic
+from nimrunbook.progress import SILENT, Reporter, human_bytes
 from nimrunbook.store.plan import PlannedObject, PublishPlan
 
 log = logging.getLogger(__name__)
@@ -49,7 +47,7 @@ def _files_under(root: Path, relative_dir: str) -> list[Path]:
     base = root / relative_dir
     if not base.exists():
         return []
-    return sorted(p for p in base.rglob("*") if p.is_file() and not p.name.endswith(".incomplete"))
+    return sorted(p for p in base.rglob("*") if p.is_file() and not p.name.endswith(INCOMPLETE_SUFFIX))
 
 
 def _image_file_entries(root: Path) -> list[dict]:
@@ -104,16 +102,121 @@ def _readme(document: dict) -> str:
     return "\n".join(lines)
 
 
-def _write_text(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".incomplete")
-    partial.write_text(text)
-    os.replace(partial, path)
+@dataclass
+class _LeftOut:
+    """What the inside already has (from its inventory), so this bundle does not carry it."""
+
+    images: list[str] = field(default_factory=list)
+    objects: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, list]:
+        return {"images": self.images, "objects": self.objects}
 
 
-def _object_sha(obj: PlannedObject, journal: HashJournal | None) -> str:
-    if obj.sha256 is None:
-        obj.sha256 = journal.sha256(obj.source) if journal else sha256_file(obj.source)
-    return obj.sha256
+def _leave_out_images(images: list[str], have: dict, open_images: Callable[[], ImageBackend]) -> list[str]:
+    """The images whose digest inside (``have``) is the digest they have here now."""
+    if not (have and images):
+        return []
+    engine = open_images()
+    return [ref for ref in images if have.get(ref) and have[ref] == engine.digest(ImageRef.parse(ref))]
+
+
+def _leave_out_objects(objects: list[PlannedObject], have: dict, journal: HashJournal | None) -> list[str]:
+    """The objects the bucket inside holds with the same size and sha256."""
+    left_out = []
+    for obj in objects:
+        there = have.get(obj.key)
+        if there and there.get("size") == obj.size and there.get("sha256") == obj.digest(journal):
+            left_out.append(obj.key)
+    return left_out
+
+
+def _object_path(obj: PlannedObject) -> str:
+    return f"{layout.OBJECTS_DIR}/{obj.key}"
+
+
+def _write_objects(
+    root: Path,
+    record: WriteRecord,
+    objects: list[PlannedObject],
+    part_size: int | None,
+    journal: HashJournal | None,
+    progress: Reporter,
+) -> tuple[dict[str, WrittenFile], int]:
+    """Copy each object to the media (hashed on the way), skipping what an earlier run completed."""
+    pending = [o for o in objects if record.complete(root, _object_path(o)) is None]
+    written: dict[str, WrittenFile] = {}
+    with progress.task(f"write {len(pending)} profile objects", sum(o.size for o in pending)) as task:
+        for obj in objects:
+            done = record.complete(root, _object_path(obj))
+            if done is None:
+                done = write_file(obj.source, root, _object_path(obj), part_size, task)
+                record.add(done)
+                if journal is not None and not done.parts and journal.lookup(obj.source) is None:
+                    journal.record(obj.source, done.sha256)  # the cache blob need not be hashed again
+            obj.sha256 = done.sha256
+            written[obj.key] = done
+    return written, len(objects) - len(pending)
+
+
+def _document(
+    image_copies: list[ImageCopy],
+    plan: PublishPlan | None,
+    objects: list[PlannedObject],
+    written: dict[str, WrittenFile],
+    *,
+    profile_names: dict[str, str] | None,
+    inside: dict | None,
+    left_out: _LeftOut,
+    part_size: int | None,
+    signed: bool,
+) -> dict:
+    """bundle.json: what the bundle holds and for whom; ``files`` is filled in when the media is sealed."""
+    return {
+        "format": layout.FORMAT,
+        "version": layout.VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": socket.gethostname(),
+        "user": getpass.getuser(),
+        "tool": f"nimrunbook {__version__}",
+        "images": [c.as_dict() for c in image_copies],
+        "profiles": [{"id": pid, "name": (profile_names or {}).get(pid)} for pid in (plan.profiles if plan else [])],
+        "objects": [
+            {
+                "key": o.key,
+                "uri": o.uri,
+                "size": o.size,
+                "sha256": o.sha256,
+                "profiles": o.profiles,
+                "path": written[o.key].path,
+                "parts": written[o.key].parts,
+            }
+            for o in objects
+        ],
+        "inside": inside or {},
+        "left_out": left_out.as_dict(),
+        "part_size": part_size,
+        "signed": signed,
+        "files": [],
+    }
+
+
+def _seal(root: Path, document: dict, files: list[dict], sign_key: str | Path | None) -> list[dict]:
+    """Write the README, bundle.json and SHA256SUMS (each atomically, in that order), then sign or unsign."""
+    write_text_atomic(root / layout.README, _readme(document))
+    readme = root / layout.README
+    files = [*files, {"path": layout.README, "size": readme.stat().st_size, "sha256": sha256_file(readme)}]
+    document["files"] = files
+    write_text_atomic(root / layout.MANIFEST, json.dumps(document, indent=2) + "\n")
+    manifest_sha = hashlib.sha256((root / layout.MANIFEST).read_bytes()).hexdigest()
+    sums = "".join(f"{f['sha256']}  {f['path']}\n" for f in files) + f"{manifest_sha}  {layout.MANIFEST}\n"
+    write_text_atomic(root / layout.SUMS, sums)
+    for name in layout.SIGNED_FILES:
+        if sign_key:
+            signing.sign(root / name, sign_key)
+        else:
+            (root / f"{name}.sig").unlink(missing_ok=True)
+    return files
 
 
 @guard.one_writer
@@ -131,53 +234,46 @@ def create(
     image_backend: BackendName = "auto",
     journal: HashJournal | None = None,
     docker_client=None,
-    progress: ProgressMode = "log",
+    progress: Reporter = SILENT,
     force: bool = False,
 ) -> BundleResult:
-    """Write a bundle into ``destination`` (a folder on the removable media); ``force`` replaces another bundle
-    there (see :mod:`nimrunbook.bundle.guard`)."""
+    """Write a bundle into ``destination`` (a folder on the removable media), in phases:
+
+    0. claim the folder: its lock, and no other bundle there unless ``force`` (:mod:`nimrunbook.bundle.guard`);
+    1. leave out what the inside already has (``have``: its inventory);
+    2. check the media has room for the profile objects still to write;
+    3. export the images (skipping those exported before);
+    4. write the profile objects, split into ``part_size`` parts where asked;
+    5. seal: README, bundle.json, SHA256SUMS, and the signature with ``sign_key``.
+    """
     started = time.monotonic()
     root = Path(destination)
     guard.claim(root, guard.request_of(images, plan, part_size), force=force)
     (root / layout.STATE_DIR).mkdir(parents=True, exist_ok=True)
     record = WriteRecord(root / layout.STATE_DIR / "written.jsonl")
-    access = access or RegistryAccess()
     have = have or {}
-    have_objects, have_images = have.get("objects", {}), have.get("images", {})
-    left_out: dict[str, list] = {"images": [], "objects": []}
 
-    wanted_images = list(images)
-    if have_images and wanted_images:
-        engine = _backend(image_backend, access, docker_client)
-        current = {ref: engine.digest(ImageRef.parse(ref)) for ref in wanted_images}
-        left_out["images"] = [ref for ref in wanted_images if have_images.get(ref) and have_images[ref] == current[ref]]
-        wanted_images = [ref for ref in wanted_images if ref not in left_out["images"]]
+    left_out = _LeftOut(
+        _leave_out_images(
+            list(images),
+            have.get("images", {}),
+            lambda: open_backend(image_backend, access, docker_client=docker_client),
+        ),
+        _leave_out_objects(list(plan.objects) if plan else [], have.get("objects", {}), journal),
+    )
+    wanted_images = [ref for ref in images if ref not in left_out.images]
+    objects = [o for o in (plan.objects if plan else []) if o.key not in left_out.objects]
 
-    objects = list(plan.objects) if plan else []
-    if have_objects:
-        kept = []
-        for obj in objects:
-            there = have_objects.get(obj.key)
-            if there and there.get("size") == obj.size and there.get("sha256") == _object_sha(obj, journal):
-                left_out["objects"].append(obj.key)
-            else:
-                kept.append(obj)
-        objects = kept
-
-    pending = [o for o in objects if record.complete(root, f"{layout.OBJECTS_DIR}/{o.key}") is None]
-    needed = sum(o.size for o in pending)
-    free = shutil.disk_usage(root).free
-    if needed > free:
-        raise DiskSpaceError(
-            f"The bundle needs {human_bytes(needed)} more for profiles in {root} (plus the images), and it has "
-            f"{human_bytes(free)} free.",
-            hint="Use larger media, or make an incremental bundle against the inside's inventory (have=...); "
-            "files already written are kept on a re-run.",
-        )
-
-    image_results = []
+    require_free_space(
+        root,
+        sum(o.size for o in objects if record.complete(root, _object_path(o)) is None),
+        what="The bundle's profiles (the images come on top)",
+        hint="Use larger media, or make an incremental bundle against the inside's inventory (have=...); "
+        "files already written are kept on a re-run.",
+    )
+    image_copies = []
     if wanted_images:
-        image_results = export(
+        image_copies = export(
             wanted_images,
             root / layout.IMAGES_DIR,
             access=access,
@@ -185,75 +281,31 @@ def create(
             docker_client=docker_client,
             progress=progress,
         )
-
-    written: dict[str, WrittenFile] = {}
-    skipped = 0
-    with make_progress(progress, f"write {len(pending)} profile objects", needed) as reporter:
-        for obj in objects:
-            relative = f"{layout.OBJECTS_DIR}/{obj.key}"
-            done = record.complete(root, relative)
-            if done is None:
-                done = write_file(obj.source, root, relative, part_size, reporter)
-                record.add(done)
-                if journal is not None and not done.parts and journal.lookup(obj.source) is None:
-                    journal.record(obj.source, done.sha256)  # the cache blob need not be hashed again
-            else:
-                skipped += 1
-            obj.sha256 = done.sha256
-            written[obj.key] = done
+    written, skipped = _write_objects(root, record, objects, part_size, journal, progress)
 
     files = _image_file_entries(root)
     for done in written.values():
-        files += done.parts if done.parts else [{"path": done.path, "size": done.size, "sha256": done.sha256}]
+        files += done.parts or [{"path": done.path, "size": done.size, "sha256": done.sha256}]
+    document = _document(
+        image_copies,
+        plan,
+        objects,
+        written,
+        profile_names=profile_names,
+        inside=inside,
+        left_out=left_out,
+        part_size=part_size,
+        signed=bool(sign_key),
+    )
+    files = _seal(root, document, files, sign_key)
 
-    document = {
-        "format": layout.FORMAT,
-        "version": layout.VERSION,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "host": socket.gethostname(),
-        "user": getpass.getuser(),
-        "tool": f"nimrunbook {__version__}",
-        "images": [r.as_dict() for r in image_results],
-        "profiles": [{"id": pid, "name": (profile_names or {}).get(pid)} for pid in (plan.profiles if plan else [])],
-        "objects": [
-            {
-                "key": o.key,
-                "uri": o.uri,
-                "size": o.size,
-                "sha256": o.sha256,
-                "profiles": o.profiles,
-                "path": written[o.key].path,
-                "parts": written[o.key].parts,
-            }
-            for o in objects
-        ],
-        "inside": inside or {},
-        "left_out": left_out,
-        "part_size": part_size,
-        "signed": bool(sign_key),
-        "files": [],
-    }
-    _write_text(root / layout.README, _readme(document))
-    readme = root / layout.README
-    files.append({"path": layout.README, "size": readme.stat().st_size, "sha256": sha256_file(readme)})
-    document["files"] = files
-    _write_text(root / layout.MANIFEST, json.dumps(document, indent=2) + "\n")
-    manifest_sha = hashlib.sha256((root / layout.MANIFEST).read_bytes()).hexdigest()
-    sums = "".join(f"{f['sha256']}  {f['path']}\n" for f in files) + f"{manifest_sha}  {layout.MANIFEST}\n"
-    _write_text(root / layout.SUMS, sums)
-    if sign_key:
-        for name in layout.SIGNED_FILES:
-            signing.sign(root / name, sign_key)
-    else:
-        for name in layout.SIGNED_FILES:
-            (root / f"{name}.sig").unlink(missing_ok=True)
     result = BundleResult(
         root,
         len(files) + 2,
         sum(f["size"] for f in files),
         len(objects) - skipped,
         skipped,
-        left_out,
+        left_out.as_dict(),
         bool(sign_key),
         round(time.monotonic() - started, 3),
     )
@@ -264,7 +316,7 @@ def create(
         human_bytes(result.bytes),
         result.objects_written,
         skipped,
-        len(left_out["images"]),
-        len(left_out["objects"]),
+        len(left_out.images),
+        len(left_out.objects),
     )
     return result

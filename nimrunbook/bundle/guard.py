@@ -24,6 +24,7 @@ from typing import TypeVar
 from nimrunbook.bundle import layout
 from nimrunbook.errors import InputError
 from nimrunbook.images.refs import ImageRef
+from nimrunbook.localdisk import write_text_atomic
 from nimrunbook.locks import FALLBACK_LOCK_NAME, folder_lock
 from nimrunbook.store.plan import PublishPlan
 
@@ -39,8 +40,8 @@ def one_writer(create: Callable[..., Result]) -> Callable[..., Result]:
         root = Path(destination)
         try:
             root.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise InputError(f"{root} is not a folder.", hint="Give a folder on the media for the bundle.") from None
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise InputError(f"{root} is not a folder.", hint="Give a folder on the media for the bundle.") from exc
         with folder_lock(root, "writing a bundle into"):
             return create(destination, *args, **kwargs)
 
@@ -123,6 +124,4 @@ def claim(root: Path, request: dict, *, force: bool) -> None:
         _remove_bundle(root)
     state = root / layout.STATE_DIR
     state.mkdir(exist_ok=True)
-    partial = state / "request.json.incomplete"
-    partial.write_text(json.dumps(request, indent=2) + "\n")
-    os.replace(partial, root / REQUEST)
+    write_text_atomic(root / REQUEST, json.dumps(request, indent=2) + "\n")

@@ -17,12 +17,8 @@ bucket and the registry against the bundle's manifest at the end.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,13 +30,14 @@ from nimrunbook.bundle.parts import reassemble
 from nimrunbook.bundle.verify import VerificationReport, VerifiedBundle, verify
 from nimrunbook.errors import DiskSpaceError, InputError, VerificationError
 from nimrunbook.images import ImageCopy, RegistryAccess
+from nimrunbook.localdisk import free_bytes, staging_folder
 from nimrunbook.locks import folder_lock
-from nimrunbook.progress import ProgressMode, human_bytes, make_progress
+from nimrunbook.progress import SILENT, Reporter, human_bytes
 from nimrunbook.store import S3Settings, TransferResult, make_client, publish
 from nimrunbook.store import verify as verify_bucket
-from nimrunbook.store.client import storage_error
+from nimrunbook.store.client import S3_FAILURES, stat_object, storage_error
 from nimrunbook.store.plan import PlannedObject
-from nimrunbook.store.upload import _remote, require_verified
+from nimrunbook.store.upload import require_verified
 
 log = logging.getLogger(__name__)
 
@@ -53,27 +50,6 @@ class ImportResult:
     images: list[ImageCopy] = field(default_factory=list)
     upload: TransferResult | None = None
     bucket_check: pd.DataFrame | None = None
-
-
-@contextmanager
-def staging_folder(staging_dir: str | Path | None, bundle: Path) -> Iterator[Path]:
-    """A fresh private folder (removed afterwards) under ``staging_dir`` or the system's temporary folder;
-    never inside the bundle."""
-    parent = Path(staging_dir) if staging_dir else Path(tempfile.gettempdir())
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"Cannot make the staging folder {parent}: {exc.strerror}.") from None
-    if Path(os.path.realpath(parent)).is_relative_to(bundle):
-        raise InputError(
-            f"The staging folder {parent} lies inside the bundle {bundle}.",
-            hint="Stage outside the media (--staging-dir /var/tmp/nim-staging); the import never writes to the bundle.",
-        )
-    folder = Path(tempfile.mkdtemp(prefix="nimrunbook-staging-", dir=parent))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _planned(entry: dict, source: Path, sha256: str) -> PlannedObject:
@@ -89,9 +65,9 @@ def _missing_from_bucket(objects: list[dict], settings: S3Settings, workers: int
 
     def absent(entry: dict) -> bool:
         try:
-            return _remote(client, settings.bucket, entry["key"]) != (entry["size"], entry["sha256"])
-        except Exception as exc:  # noqa: BLE001 - one paragraph for any storage failure
-            raise storage_error(exc, settings, f"checking {entry['key']}") from None
+            return stat_object(client, settings.bucket, entry["key"]) != (entry["size"], entry["sha256"])
+        except S3_FAILURES as exc:
+            raise storage_error(exc, settings, f"checking {entry['key']}") from exc
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         return [e for e, missing in zip(objects, pool.map(absent, objects), strict=True) if missing]
@@ -117,7 +93,7 @@ def _to_join(verified: VerifiedBundle, settings: S3Settings, staging: Path, work
         for part in entry["parts"]:
             verified.digest(part["path"])
     to_join = _missing_from_bucket(split, settings, workers)
-    room = shutil.disk_usage(staging).free - STAGING_RESERVE
+    room = free_bytes(staging) - STAGING_RESERVE
     largest = max((e["size"] for e in to_join), default=0)
     if largest > room:
         raise DiskSpaceError(
@@ -136,7 +112,7 @@ def _upload_objects(
     staging: Path,
     joins: tuple[list[dict], int],
     workers: int,
-    progress: ProgressMode,
+    progress: Reporter,
 ) -> tuple[TransferResult, list[PlannedObject]]:
     entries = verified.manifest["objects"]
     split = [e for e in entries if e.get("parts")]
@@ -148,7 +124,7 @@ def _upload_objects(
     position = {id(e): n for n, e in enumerate(entries)}
     for batch in _batches(to_join, room):
         joined = []
-        with make_progress(progress, f"join {len(batch)} split files", sum(e["size"] for e in batch)) as reporter:
+        with progress.task(f"join {len(batch)} split files", sum(e["size"] for e in batch)) as reporter:
             for entry in batch:
                 target = staging / f"object-{position[id(entry)]:06d}"  # by position: a key never becomes a path
                 if reassemble(root, entry["parts"], entry["size"], target, reporter) != entry["sha256"]:
@@ -196,7 +172,7 @@ def import_(
     staging_dir: str | Path | None = None,
     workers: int = 8,
     record_dir: str | Path | None = None,
-    progress: ProgressMode = "log",
+    progress: Reporter = SILENT,
 ) -> ImportResult:
     """Verify, then import; raises :class:`VerificationError` before touching anything if the bundle is bad.
 

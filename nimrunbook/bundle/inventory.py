@@ -13,12 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from nimrunbook.errors import InputError
 from nimrunbook.images import RegistryAccess
-from nimrunbook.images.mirror import BackendName, _backend
+from nimrunbook.images.backend import BackendName, open_backend
 from nimrunbook.images.refs import ImageRef
 from nimrunbook.store import S3Settings, make_client
-from nimrunbook.store.client import storage_error
+from nimrunbook.store.client import S3_FAILURES, stat_object, storage_error
 from nimrunbook.store.keys import looks_like_nim_key
-from nimrunbook.store.upload import _remote
 
 FORMAT = "nimrunbook.inventory"
 
@@ -51,14 +50,16 @@ def inventory(
                 for o in page.get("Contents", [])
                 if looks_like_nim_key(o["Key"])
             ]
-        except Exception as exc:  # noqa: BLE001
-            raise storage_error(exc, settings, "listing the bucket") from None
+        except S3_FAILURES as exc:
+            raise storage_error(exc, settings, "listing the bucket") from exc
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for key, remote in zip(keys, pool.map(lambda k: _remote(client, settings.bucket, k), keys), strict=True):
+            for key, remote in zip(
+                keys, pool.map(lambda k: stat_object(client, settings.bucket, k), keys), strict=True
+            ):
                 if remote is not None:
                     document["objects"][key] = {"size": remote[0], "sha256": remote[1]}
     if registry and images:
-        engine = _backend(backend, access or RegistryAccess())
+        engine = open_backend(backend, access or RegistryAccess())
         for ref in images:
             digest = engine.digest(ImageRef.parse(ref).moved_to(registry))
             if digest:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from nimrunbook.images.docker_backend import ARCHIVE_NAME
-from nimrunbook.images.mirror import INDEX_NAME, OCI_DIR
+from nimrunbook.images.exports import ARCHIVE_NAME, INDEX_NAME, OCI_DIR
+from nimrunbook.localdisk import STATE_DIR as _STATE_DIR
 
 MANIFEST = "bundle.json"
 SUMS = "SHA256SUMS"
@@ -13,7 +13,7 @@ IMAGES_INDEX = f"{IMAGES_DIR}/{INDEX_NAME}"
 OCI_LAYOUT = f"{IMAGES_DIR}/{OCI_DIR}"
 DOCKER_ARCHIVE = f"{IMAGES_DIR}/{ARCHIVE_NAME}"
 OBJECTS_DIR = "profiles/objects"
-STATE_DIR = ".nimrunbook"  # write record; never verified, never shipped as payload
+STATE_DIR = _STATE_DIR  # write record; never verified, never shipped as payload
 VERIFICATION_DIR = "verification"
 FORMAT = "nimrunbook.bundle"
 VERSION = 1

@@ -18,10 +18,10 @@ from pathlib import Path
 from nimrunbook import hashing
 from nimrunbook.bundle.confine import BundleDir
 from nimrunbook.errors import VerificationError
-from nimrunbook.progress import Progress
+from nimrunbook.localdisk import atomic_writer
+from nimrunbook.progress import Task
 
 FAT32_PART_SIZE = 4 * 1024**3 - 1
-CHUNK = 8 * 1024 * 1024
 
 
 @dataclass
@@ -77,71 +77,40 @@ def part_name(relative: str, index: int) -> str:
     return f"{relative}.part{index:04d}"
 
 
-def write_file(
-    source: Path, root: Path, relative: str, part_size: int | None, progress: Progress | None
-) -> WrittenFile:
+def write_file(source: Path, root: Path, relative: str, part_size: int | None, progress: Task | None) -> WrittenFile:
     """Copy ``source`` to ``root/relative`` (or its parts), hashing in the same read."""
     target = root / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     size = source.stat().st_size
     if not part_size or size <= part_size:
-        partial = target.with_name(target.name + ".incomplete")
-        digest = hashing.copy_and_hash(source, partial, progress)
-        os.replace(partial, target)
-        return WrittenFile(relative, size, digest)
+        return WrittenFile(relative, size, hashing.copy_and_hash(source, target, progress))
     whole = hashlib.sha256()
     parts: list[dict] = []
     with open(source, "rb", buffering=0) as reader:
-        index = 0
-        while True:
-            remaining = min(part_size, size - index * part_size)
-            if remaining <= 0:
-                break
+        for index in range((size + part_size - 1) // part_size):
             name = part_name(relative, index)
-            partial = root / (name + ".incomplete")
             part_hash = hashlib.sha256()
-            with open(partial, "wb") as writer:
-                while remaining > 0:
-                    chunk = reader.read(min(CHUNK, remaining))
-                    if not chunk:
-                        break
-                    whole.update(chunk)
-                    part_hash.update(chunk)
-                    writer.write(chunk)
-                    remaining -= len(chunk)
-                    hashing._counted(len(chunk))
-                    if progress:
-                        progress.advance(len(chunk))
-                writer.flush()
-                os.fsync(writer.fileno())
-            os.replace(partial, root / name)
+            with atomic_writer(root / name) as writer:
+                hashing.pump(reader, writer, [whole, part_hash], progress, limit=part_size)
             parts.append({"path": name, "size": (root / name).stat().st_size, "sha256": part_hash.hexdigest()})
-            index += 1
     return WrittenFile(relative, size, whole.hexdigest(), parts)
 
 
-def reassemble(root: BundleDir, parts: list[dict], size: int, target: Path, progress: Progress | None = None) -> str:
+def reassemble(root: BundleDir, parts: list[dict], size: int, target: Path, progress: Task | None = None) -> str:
     """Join a split file's parts, read through the bundle's confinement, into ``target`` (outside the bundle:
-    the media may be read-only) under a temporary name; returns the whole file's sha256.
+    the media may be read-only), atomically and never through a file already there; returns its sha256.
 
     Never writes more than ``size`` bytes: parts longer than the file they make are refused, not joined.
     """
-    partial = target.with_name(target.name + ".incomplete")
     digest, written = hashlib.sha256(), 0
-    with open(partial, "xb") as writer:
+    with atomic_writer(target, "xb") as writer:
         for part in parts:
             with root.open(part["path"]) as reader:
-                while chunk := reader.read(min(CHUNK, size + 1 - written)):
-                    written += len(chunk)
-                    if written > size:
-                        raise VerificationError(
-                            f"The parts of {target.name} hold more than its {size} bytes: refused.",
-                            hint="Do not import this bundle; copy it again from the source media.",
-                        )
-                    digest.update(chunk)
-                    writer.write(chunk)
-                    hashing._counted(len(chunk))
-                    if progress:
-                        progress.advance(len(chunk))
-    os.replace(partial, target)
+                written += hashing.pump(reader, writer, [digest], progress, limit=size - written)
+                longer = reader.read(1)
+            if longer:
+                raise VerificationError(
+                    f"The parts of {target.name} hold more than its {size} bytes: refused.",
+                    hint="Do not import this bundle; copy it again from the source media.",
+                )
     return digest.hexdigest()

@@ -68,7 +68,7 @@ def read_public_key(public_key: str | Path) -> str:
         raise InputError(
             f"Cannot read the public key {public_key}: {reason}.",
             hint="Give the signer's OpenSSH public key file (one line, e.g. ssh-ed25519 AAAA... signer).",
-        ) from None
+        ) from exc
     if len(text.splitlines()) != 1 or not _PUBLIC_KEY.match(text):
         raise InputError(
             f"{public_key} is not an OpenSSH public key.",

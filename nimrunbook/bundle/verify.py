@@ -34,9 +34,10 @@ from nimrunbook import __version__
 from nimrunbook.bundle import layout, signing
 from nimrunbook.bundle.confine import BundleDir, sha256_stream
 from nimrunbook.bundle.contents import cross_check, parse_manifest, parse_sums
-from nimrunbook.errors import ConfinementError, InputError, VerificationError
+from nimrunbook.errors import ConfinementError, InputError, VerificationError, problems_error
+from nimrunbook.localdisk import INCOMPLETE_SUFFIX
 from nimrunbook.locks import FALLBACK_LOCK_NAME
-from nimrunbook.progress import Progress, ProgressMode, make_progress
+from nimrunbook.progress import SILENT, Reporter, Task
 
 MAX_SIGNATURE = 64 * 1024
 UNSIGNED = "UNSIGNED"
@@ -135,10 +136,13 @@ class VerificationReport:
     def raise_for_failure(self) -> None:
         if not self.ok:
             bad = [f"{c.path}: {c.status} {c.detail}".strip() for c in self.checks if c.status != "ok"]
-            raise VerificationError(
-                "The bundle does not verify:\n  " + "\n  ".join((self.problems + bad)[:25]),
+            raise problems_error(
+                VerificationError,
+                "The bundle does not verify",
+                self.problems + bad,
                 hint="Do not import it. Copy the named files again from the source media (or re-run bundle create there, "
                 "which resumes), then verify again.",
+                shown=25,
             )
 
 
@@ -163,7 +167,7 @@ def verify(
     public_key: str | Path | None = None,
     allow_unsigned: bool = False,
     record_dir: str | Path | None = None,
-    progress: ProgressMode = "log",
+    progress: Reporter = SILENT,
 ) -> VerificationReport:
     """Verify the bundle at ``path``; see the module docstring.
 
@@ -192,7 +196,7 @@ def verify(
     return report
 
 
-def _check(root: BundleDir, report: VerificationReport, key_text: str | None, key_name, progress: ProgressMode) -> None:
+def _check(root: BundleDir, report: VerificationReport, key_text: str | None, key_name, progress: Reporter) -> None:
     if key_text is None:
         _mark_unsigned(root, report, None)  # said before anything can stop the check, refined once bundle.json is read
     try:
@@ -202,7 +206,7 @@ def _check(root: BundleDir, report: VerificationReport, key_text: str | None, ke
             raise InputError(
                 f"{root.given} has no {layout.SUMS}: it is not a nimrunbook bundle, or the copy is incomplete.",
                 hint="Give the bundle's top folder (the one holding bundle.json and SHA256SUMS).",
-            ) from None
+            ) from error
         report.problems.append(error.message)
         return
     report.bundle_id = hashlib.sha256(sums_data).hexdigest()
@@ -234,7 +238,7 @@ def _check(root: BundleDir, report: VerificationReport, key_text: str | None, ke
     sizes = {f["path"]: f["size"] for f in document["files"]}
     digests = {layout.MANIFEST: sums[layout.MANIFEST]} if layout.MANIFEST in sums else {}
     total = sum(sizes[name] for name in sums if name in sizes)
-    with make_progress(progress, "verify bundle", total or None) as reporter:
+    with progress.task("verify bundle", total or None) as reporter:
         for name, digest in sorted(sums.items()):
             if name == layout.MANIFEST:
                 continue
@@ -262,7 +266,7 @@ def _signature_verifies(
                     raise
                 raise VerificationError(
                     f"{name}.sig is missing: the bundle is not signed, so the public key given cannot vouch for it."
-                ) from None
+                ) from error
             signing.verify_bytes(data, signature, key_text, name, key_name)
     except VerificationError as error:
         report.signature = "failed"
@@ -292,7 +296,7 @@ def _mark_unsigned(root: BundleDir, report: VerificationReport, document: dict |
     ) + " (accepted with allow-unsigned)"
 
 
-def _hash(root: BundleDir, name: str, digest: str, size: int, progress: Progress) -> FileCheck:
+def _hash(root: BundleDir, name: str, digest: str, size: int, progress: Task) -> FileCheck:
     try:
         with root.open(name) as reader:
             actual = os.fstat(reader.fileno()).st_size
@@ -318,7 +322,7 @@ def _ignored(relative: str) -> bool:
         first in (layout.STATE_DIR, layout.VERIFICATION_DIR)
         or relative in layout.NOT_PAYLOAD
         or relative == FALLBACK_LOCK_NAME
-        or relative.endswith(".incomplete")
+        or relative.endswith(INCOMPLETE_SUFFIX)
     )
 
 
@@ -360,11 +364,11 @@ def _reserve(directory: int, stem: str, suffixes: tuple[str, ...]) -> dict[str, 
         reserved: dict[str, tuple[str, int]] = {}
         try:
             for suffix, name in names.items():
-                reserved[suffix] = (name, os.open(name + ".incomplete", _RECORD_FLAGS, 0o644, dir_fd=directory))
+                reserved[suffix] = (name, os.open(name + INCOMPLETE_SUFFIX, _RECORD_FLAGS, 0o644, dir_fd=directory))
         except FileExistsError:
             for name, fd in reserved.values():
                 os.close(fd)
-                os.unlink(name + ".incomplete", dir_fd=directory)
+                os.unlink(name + INCOMPLETE_SUFFIX, dir_fd=directory)
             continue
         return reserved
     raise FileExistsError(errno.EEXIST, f"no free name for {stem}")
@@ -397,7 +401,7 @@ def _write_record(report: VerificationReport, root: BundleDir, record_dir: str |
                 handle.write(texts[suffix])
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.rename(name + ".incomplete", name, src_dir_fd=directory, dst_dir_fd=directory)
+            os.rename(name + INCOMPLETE_SUFFIX, name, src_dir_fd=directory, dst_dir_fd=directory)
     except OSError as exc:
         report.record_json = report.record_text = None
         report.notes.append(f"the verification record was not written to {shown}: {exc.strerror or exc}")

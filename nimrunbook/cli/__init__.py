@@ -1,7 +1,8 @@
 """The ``nimrunbook`` command line: the same steps as the notebooks, for shells and scripts.
 
 A user error prints one paragraph and exits 2 (bad input) or 1 (a failed
-step), never a traceback.
+step), never a traceback; under the paragraph, one "details:" line names
+what caused it (the underlying exception's type and redacted text).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 
 from nimrunbook import __version__
 from nimrunbook.cli import bundle, datarobot, images, nim, profiles, runs
-from nimrunbook.errors import NimRunbookError
+from nimrunbook.errors import NimRunbookError, cause_line
 from nimrunbook.redact import RedactingFilter, redact
 
 
@@ -50,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except NimRunbookError as error:
         print(f"nimrunbook: error: {redact(str(error))}", file=sys.stderr)
+        details = cause_line(error)
+        if details:
+            print(f"  details: {details}", file=sys.stderr)
         return error.exit_code
     except OSError as error:  # the disk, the filesystem, permissions: say which file and what to do
         where = f" ({error.filename})" if error.filename else ""

@@ -5,14 +5,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from nimrunbook.bundle import create, import_, inventory, verify
 from nimrunbook.bundle.inventory import parse_inventory
 from nimrunbook.bundle.parts import FAT32_PART_SIZE
-from nimrunbook.cli.common import add_profile_id_options, add_s3_options, profile_ids, read_input, s3_settings
-from nimrunbook.cli.images import _access, add_registry_options
+from nimrunbook.cli.common import (
+    add_profile_id_options,
+    add_registry_options,
+    add_s3_options,
+    profile_ids,
+    progress_reporter,
+    read_input,
+    registry_access,
+    s3_settings,
+)
 from nimrunbook.hashing import HashJournal
+from nimrunbook.localdisk import write_text_atomic
 from nimrunbook.profiles import parse_manifest
 from nimrunbook.store import plan_publish
 
@@ -42,11 +50,12 @@ def cmd_create(args: argparse.Namespace) -> int:
         have=have,
         sign_key=args.sign_key,
         part_size=FAT32_PART_SIZE if args.fat32 else args.part_size,
-        access=_access(args),
+        access=registry_access(args),
         image_backend=args.backend,
         inside={k: v for k, v in inside.items() if v},
-        journal=HashJournal(Path(args.cache) / ".nimrunbook-sha256.jsonl") if args.cache else None,
+        journal=HashJournal.of_cache(args.cache) if args.cache else None,
         force=args.force,
+        progress=progress_reporter(args),
     )
     print(
         f"bundle in {result.path}: {result.files} files, {result.bytes} bytes; signed: {result.signed}; "
@@ -57,7 +66,11 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     report = verify(
-        args.path, public_key=args.public_key, allow_unsigned=args.allow_unsigned, record_dir=args.record_dir
+        args.path,
+        public_key=args.public_key,
+        allow_unsigned=args.allow_unsigned,
+        record_dir=args.record_dir,
+        progress=progress_reporter(args),
     )
     sys.stdout.write(report.table())
     print(f"\nrecord: {report.record_json or 'not written (see the notes above); give --record-dir'}")
@@ -72,12 +85,13 @@ def cmd_import(args: argparse.Namespace) -> int:
         args.path,
         registry=args.registry,
         settings=settings,
-        access=_access(args),
+        access=registry_access(args),
         public_key=args.public_key,
         allow_unsigned=args.allow_unsigned,
         staging_dir=args.staging_dir,
         workers=args.workers,
         record_dir=args.record_dir,
+        progress=progress_reporter(args),
     )
     report = result.verification
     print(
@@ -90,10 +104,10 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_inventory(args: argparse.Namespace) -> int:
     settings = s3_settings(args) if (args.bucket or args.endpoint_url) else None
-    document = inventory(settings, registry=args.registry, images=args.images or [], access=_access(args))
+    document = inventory(settings, registry=args.registry, images=args.images or [], access=registry_access(args))
     text = json.dumps(document, indent=2) + "\n"
     if args.output:
-        Path(args.output).write_text(text)
+        write_text_atomic(args.output, text)
         print(f"inventory of {len(document['objects'])} objects and {len(document['images'])} images in {args.output}")
     else:
         sys.stdout.write(text)
@@ -103,8 +117,8 @@ def cmd_inventory(args: argparse.Namespace) -> int:
 def positive_int(text: str) -> int:
     try:
         value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from exc
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
     return value

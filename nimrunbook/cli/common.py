@@ -1,25 +1,25 @@
-"""Helpers the command groups share: reading inputs, the S3 and image options."""
+"""Helpers the command groups share: the S3, profile and manifest options, progress, tables.
+
+What the options mean is decided in :mod:`nimrunbook.inputs`, which the notebooks use too.
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
+import os
 
+from nimrunbook import inputs
 from nimrunbook.errors import InputError
+from nimrunbook.images import RegistryAccess
+from nimrunbook.inputs import read_input
 from nimrunbook.profiles import Manifest, parse_manifest
+from nimrunbook.progress import SILENT, LogReporter, Reporter
 from nimrunbook.store import S3Settings
 
 
-def read_input(path: str, what: str) -> str:
-    """Text of a file, or of standard input for ``-``, with a clear error when absent or empty."""
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise InputError(f"Cannot read the {what} file {path!r}: {exc.strerror}.") from None
-    if not text.strip():
-        raise InputError(f"The {what} {'on standard input' if path == '-' else repr(path)} is empty.")
-    return text
+def progress_reporter(args: argparse.Namespace) -> Reporter:
+    """Progress as log lines on the terminal; none for the commands whose output is the answer (quiet)."""
+    return SILENT if getattr(args, "quiet", False) else LogReporter()
 
 
 def add_s3_options(parser: argparse.ArgumentParser) -> None:
@@ -42,15 +42,34 @@ def add_s3_options(parser: argparse.ArgumentParser) -> None:
 
 
 def s3_settings(args: argparse.Namespace) -> S3Settings:
-    overrides = {"profile": args.aws_profile, "insecure": args.insecure, "path_style": args.path_style}
-    settings = S3Settings.from_environment(args.bucket, **overrides)
-    if args.endpoint_url:
-        settings.endpoint_url = args.endpoint_url
-    if args.region:
-        settings.region = args.region
-    if args.ca_bundle:
-        settings.ca_bundle = args.ca_bundle
-    return settings
+    """The object store options, the environment's variables for those not given (see :func:`inputs.s3_settings`)."""
+    return inputs.s3_settings(
+        args.bucket or "",
+        args.endpoint_url or "",
+        args.region or "",
+        args.ca_bundle or "",
+        args.insecure,
+        args.path_style,
+        args.aws_profile or "",
+        defaults=os.environ,
+    )
+
+
+def add_registry_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--registry-ca", action="append", metavar="HOST=PEM", help="CA bundle for a registry (repeatable)"
+    )
+    command.add_argument(
+        "--registry-insecure",
+        action="append",
+        metavar="HOST",
+        help="do not verify TLS of registry HOST, or use plain http (repeatable)",
+    )
+
+
+def registry_access(args: argparse.Namespace) -> RegistryAccess:
+    """The registry options; nvcr.io is logged in to with the environment's NGC key."""
+    return inputs.registry_access(inputs.host_files(args.registry_ca or []), args.registry_insecure)
 
 
 def add_manifest_options(parser: argparse.ArgumentParser) -> None:

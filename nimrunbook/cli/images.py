@@ -6,23 +6,8 @@ import argparse
 
 import pandas as pd
 
-from nimrunbook.cli.common import print_table
-from nimrunbook.errors import InputError
-from nimrunbook.images import RegistryAccess, export, import_, mirror
-
-
-def _access(args: argparse.Namespace) -> RegistryAccess:
-    bundles = {}
-    for item in args.registry_ca or []:
-        host, sep, path = item.partition("=")
-        if not sep:
-            raise InputError(
-                f"--registry-ca {item!r} is not HOST=FILE.", hint="e.g. --registry-ca registry.example.com:5000=ca.pem"
-            )
-        bundles[host] = path
-    access = RegistryAccess(ca_bundles=bundles, insecure=set(args.registry_insecure or []))
-    access.add_ngc_key(None)  # NGC_API_KEY from the environment, for nvcr.io
-    return access
+from nimrunbook.cli.common import add_registry_options, print_table, progress_reporter, registry_access
+from nimrunbook.images import export, import_, mirror
 
 
 def _show(results) -> int:
@@ -31,15 +16,37 @@ def _show(results) -> int:
 
 
 def cmd_mirror(args: argparse.Namespace) -> int:
-    return _show(mirror(args.images, args.to, access=_access(args), backend=args.backend, workers=args.workers))
+    return _show(
+        mirror(
+            args.images,
+            args.to,
+            access=registry_access(args),
+            backend=args.backend,
+            workers=args.workers,
+            progress=progress_reporter(args),
+        )
+    )
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    return _show(export(args.images, args.dir, access=_access(args), backend=args.backend))
+    return _show(
+        export(
+            args.images, args.dir, access=registry_access(args), backend=args.backend, progress=progress_reporter(args)
+        )
+    )
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    return _show(import_(args.dir, args.to, access=_access(args), workers=args.workers))
+    return _show(
+        import_(
+            args.dir,
+            args.to,
+            access=registry_access(args),
+            workers=args.workers,
+            staging_dir=args.staging_dir,
+            progress=progress_reporter(args),
+        )
+    )
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -61,19 +68,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         if name != "export":
             command.add_argument("--to", required=True, help="destination registry (host[:port][/prefix])")
             command.add_argument("--workers", type=int, default=2, help="images copied in parallel")
-        if name != "import":
+        if name == "import":
+            command.add_argument(
+                "--staging-dir",
+                help="where skopeo's views of the images are built (default: the system's temporary folder); "
+                "never inside the export, which may be read-only media",
+            )
+        else:
             command.add_argument("--backend", choices=["auto", "skopeo", "docker"], default="auto")
         add_registry_options(command)
         command.set_defaults(handler=handler)
-
-
-def add_registry_options(command: argparse.ArgumentParser) -> None:
-    command.add_argument(
-        "--registry-ca", action="append", metavar="HOST=PEM", help="CA bundle for a registry (repeatable)"
-    )
-    command.add_argument(
-        "--registry-insecure",
-        action="append",
-        metavar="HOST",
-        help="do not verify TLS of registry HOST, or use plain http (repeatable)",
-    )

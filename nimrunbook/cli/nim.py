@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nimrunbook.cli.common import add_profile_id_options, print_table, profile_ids
+from nimrunbook.cli.common import add_profile_id_options, print_table, profile_ids, progress_reporter
 from nimrunbook.engine import docker_client
 from nimrunbook.nim import download_profiles, list_profiles, pull_image, read_manifest
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    print(pull_image(docker_client(), args.image))
+    print(pull_image(docker_client(), args.image, progress=progress_reporter(args)))
     return 0
 
 
@@ -34,7 +34,13 @@ def cmd_download(args: argparse.Namespace) -> int:
     client = docker_client()
     manifest, _ = read_manifest(client, args.image)
     summary = download_profiles(
-        client, args.image, profile_ids(args), args.cache, manifest=manifest, network_mode=args.network
+        client,
+        args.image,
+        profile_ids(args),
+        args.cache,
+        manifest=manifest,
+        network_mode=args.network,
+        progress=progress_reporter(args),
     )
     print(f"{summary.files} files, {summary.bytes} bytes in {summary.cache_dir} ({summary.seconds:.1f} s)")
     return 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from nimrunbook.cli.common import (
     add_manifest_options,
@@ -14,18 +13,14 @@ from nimrunbook.cli.common import (
     load_manifest,
     print_table,
     profile_ids,
+    progress_reporter,
     read_input,
     s3_settings,
 )
 from nimrunbook.errors import InputError
-from nimrunbook.gpus import (
-    Inventory,
-    inventory_from_node_labels,
-    inventory_from_nvidia_smi,
-    inventory_from_text,
-    listing_host,
-)
+from nimrunbook.gpus import listing_host
 from nimrunbook.hashing import HashJournal
+from nimrunbook.inputs import gpu_inventory
 from nimrunbook.profiles import enrich, model_parameters_b, parse_listing, parse_manifest
 from nimrunbook.selection import (
     CHECK_COLUMNS,
@@ -39,14 +34,6 @@ from nimrunbook.store import load_processed, plan_publish, process_to_directory,
 from nimrunbook.store.upload import require_verified
 
 PLAN_TABLE_COLUMNS = ["id", "name", "section", "selected", "reason"]
-
-
-def _inventory(args: argparse.Namespace) -> Inventory:
-    if args.gpus:
-        return inventory_from_text(args.gpus)
-    if args.nvidia_smi:
-        return inventory_from_nvidia_smi(read_input(args.nvidia_smi, "nvidia-smi output"))
-    return inventory_from_node_labels(read_input(args.node_labels, "node labels"))
 
 
 def _print_check(check: ListingCheck, out) -> None:
@@ -64,7 +51,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     manifest = parse_manifest(read_input(args.manifest, "model manifest")) if args.manifest else None
     profiles = enrich(listing, manifest)
     parameters = model_parameters_b(args.model or (manifest.model_name() if manifest else None))
-    inventory = _inventory(args)
+    inventory = gpu_inventory(args.gpus or "", args.nvidia_smi or "", args.node_labels or "")
     for note in inventory.notes:
         print(f"note: {note}", file=sys.stderr)
     plan = select_profiles(profiles, inventory, lora=not args.no_lora, parameters_b=parameters)
@@ -99,19 +86,21 @@ def _objects_and_journal(args: argparse.Namespace):
     """The objects to publish: from a processed directory, or planned straight from the cache."""
     if args.from_dir:
         _, objects = load_processed(args.from_dir)
-        return objects, HashJournal(Path(args.from_dir) / ".nimrunbook" / "sha256.jsonl")
+        return objects, HashJournal.of_directory(args.from_dir)
     if not args.cache:
         raise InputError(
             "Say where the profiles are: --from-dir DIR (processed) or --cache DIR with --manifest/--image."
         )
     plan = plan_publish(load_manifest(args), args.cache, profile_ids(args))
-    return plan.objects, HashJournal(Path(args.cache) / ".nimrunbook-sha256.jsonl")
+    return plan.objects, HashJournal.of_cache(args.cache)
 
 
 def cmd_process(args: argparse.Namespace) -> int:
     manifest = load_manifest(args)
     plan = plan_publish(manifest, args.cache, profile_ids(args), image=args.image)
-    result = process_to_directory(plan, args.dest_dir, image=args.image, workers=args.workers)
+    result = process_to_directory(
+        plan, args.dest_dir, image=args.image, workers=args.workers, progress=progress_reporter(args)
+    )
     print(
         f"{result.objects} objects in {result.directory}/objects: {result.linked} hard-linked, {result.copied} copied, "
         f"{result.skipped} already complete. Check with: cd {result.directory} && sha256sum -c SHA256SUMS"
@@ -127,7 +116,9 @@ def cmd_preflight(args: argparse.Namespace) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     objects, journal = _objects_and_journal(args)
-    result = publish(objects, s3_settings(args), workers=args.workers, journal=journal, progress="log")
+    result = publish(
+        objects, s3_settings(args), workers=args.workers, journal=journal, progress=progress_reporter(args)
+    )
     print_table(result.table, ["key", "size", "status", "detail"])
     print(f"\n{result.counts()} in {result.seconds:.1f} s")
     result.raise_for_failures()
@@ -136,7 +127,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     objects, _ = _objects_and_journal(args)
-    table = verify(objects, s3_settings(args), deep=args.deep, workers=args.workers)
+    table = verify(objects, s3_settings(args), deep=args.deep, workers=args.workers, progress=progress_reporter(args))
     print_table(table)
     require_verified(table)
     return 0
@@ -155,7 +146,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     plan.add_argument("--manifest", help="model_manifest.yaml of the image (adds PCI-id matching)")
     source = plan.add_mutually_exclusive_group(required=True)
     source.add_argument("--gpus", help='typed inventory, one item per node: "L40S, 2xA10G"')
-    source.add_argument("--nvidia-smi", help="nvidia-smi -L or --query-gpu CSV output of a cluster node")
+    source.add_argument(
+        "--nvidia-smi", help="nvidia-smi output of a cluster node: -L, -q, the table, or --query-gpu CSV (- for stdin)"
+    )
     source.add_argument("--node-labels", help="kubectl get nodes -o json, or label=value lines")
     plan.add_argument("--no-lora", action="store_true", help="leave out LoRA variants")
     plan.add_argument(

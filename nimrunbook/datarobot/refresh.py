@@ -58,7 +58,7 @@ def run_refresh(
             f"Cannot load the kubeconfig ({type(exc).__name__}: {exc}).",
             hint="Run the printed kubectl commands from a host that reaches the cluster instead:\n"
             + refresh_commands(namespace),
-        ) from None
+        ) from exc
     batch, core = client.BatchV1Api(), client.CoreV1Api()
     started = time.monotonic()
     try:
@@ -67,7 +67,7 @@ def run_refresh(
         raise NimRunbookError(
             f"Cannot read cronjob/{CRONJOB} in namespace {namespace} ({exc.status} {exc.reason}).",
             hint="Check the namespace DataRobot runs in and that your account may read CronJobs and create Jobs there.",
-        ) from None
+        ) from exc
     name = f"custom-templates-manual-{int(time.time())}"
     template = cronjob.spec.job_template
     job = client.V1Job(

@@ -25,8 +25,9 @@ from urllib.parse import urlparse
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from nimrunbook.errors import InputError
+from nimrunbook.errors import InputError, problems_error
 from nimrunbook.images.refs import ImageRef
+from nimrunbook.localdisk import atomic_writer
 from nimrunbook.locks import file_lock
 
 SECTION = "custom-templates"
@@ -112,15 +113,11 @@ def _backup(path: Path) -> Path:
 
 
 def _replace(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically, keeping the file's permissions."""
-    partial = path.with_name(path.name + ".incomplete")
-    with open(partial, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    if path.exists():
-        shutil.copymode(path, partial)
-    partial.replace(path)
+    """Write ``text`` to ``path`` atomically (:func:`nimrunbook.localdisk.atomic_writer`), keeping its permissions."""
+    with atomic_writer(path) as handle:
+        if path.exists():
+            shutil.copymode(path, handle.name)
+        handle.write(text.encode("utf-8"))
 
 
 def merge_values(
@@ -251,7 +248,9 @@ def validate(
 
 def raise_for_problems(problems: list[Problem]) -> None:
     if problems:
-        raise InputError(
-            "The DataRobot values are not right:\n" + "\n".join(f"- {p.field}: {p.message}" for p in problems),
+        raise problems_error(
+            InputError,
+            "The DataRobot values are not right",
+            [f"{p.field}: {p.message}" for p in problems],
             hint="Fix the parameters named above and build the values again.",
         )

@@ -1,9 +1,10 @@
 """How to reach each registry: credentials and TLS, per registry host.
 
 Credentials come from the Docker config (``docker login`` writes it), from
-NGC_API_KEY for nvcr.io (user ``$oauthtoken``), or from ECR's token. They
-reach skopeo through a temporary auth file readable only by us, never through
-the command line, where ``ps`` would show them.
+the NGC API key for nvcr.io (user ``$oauthtoken``; :func:`ngc_api_key` is the
+one place that finds it), or from ECR's token. They reach skopeo through a
+temporary auth file readable only by us, never through the command line,
+where ``ps`` would show them, and the Docker engine through its API.
 """
 
 from __future__ import annotations
@@ -16,9 +17,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nimrunbook.engine import NGC_REGISTRY, NGC_USERNAME
 from nimrunbook.errors import InputError
 from nimrunbook.redact import register_secret
+
+NGC_REGISTRY = "nvcr.io"
+NGC_USERNAME = "$oauthtoken"
+NGC_KEY_VARIABLES = ("NGC_API_KEY", "NGC_CLI_API_KEY")  # NIM 2.x reads both; NGC's CLI the second
+
+
+def ngc_api_key(explicit: str | None = None) -> str | None:
+    """The NGC API key: ``explicit`` when given, else the first of NGC_API_KEY, NGC_CLI_API_KEY that is set.
+
+    Every use of the key (registry logins, download-to-cache) finds it here,
+    and it is registered for redaction before anyone can print it.
+    """
+    key = explicit or next((os.environ[name] for name in NGC_KEY_VARIABLES if os.environ.get(name)), None)
+    register_secret(key)
+    return key
 
 
 @dataclass
@@ -39,10 +54,17 @@ class RegistryAccess:
         for _, secret in self.credentials.values():
             register_secret(secret)
 
-    def add_ngc_key(self, key: str | None) -> None:
-        key = key or os.environ.get("NGC_API_KEY")
+    @classmethod
+    def from_environment(cls, **settings) -> RegistryAccess:
+        """``RegistryAccess(**settings)`` that logs in to nvcr.io with the NGC key of the environment."""
+        access = cls(**settings)
+        access.add_ngc_key()
+        return access
+
+    def add_ngc_key(self, key: str | None = None) -> None:
+        """Log in to nvcr.io with ``key``, else the environment's NGC key (see :func:`ngc_api_key`)."""
+        key = ngc_api_key(key)
         if key:
-            register_secret(key)
             self.credentials.setdefault(NGC_REGISTRY, (NGC_USERNAME, key))
 
     def login(self, host: str, username: str, password: str) -> None:

@@ -1,4 +1,11 @@
-"""Image references, and where a mirrored image lands.
+"""Image references (the one parser and the one rule every step applies), and where a mirrored image lands.
+
+The rule: a reference names its registry host, its path and its tag
+(``nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5``), optionally pinned to a
+digest (``...:1.8.5@sha256:...``). An untagged reference is an input error in
+every step, never an implicit ``latest``: the tag is the NIM version, it must
+be the same in the plan (step 01), the mirror (step 02) and DataRobot's
+allowlist, and ``latest`` moves.
 
 DataRobot's ``custom_model_nim_image_registry`` replaces only the registry
 host: ``nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5`` must be found at
@@ -24,7 +31,7 @@ _REF_RE = re.compile(
 class ImageRef:
     registry: str
     path: str  # nim/meta/llama-3.2-1b-instruct
-    tag: str | None
+    tag: str
     digest: str | None = None
 
     @classmethod
@@ -36,16 +43,16 @@ class ImageRef:
                 f"{text!r} is not a full image reference.",
                 hint="Write registry/path:tag, e.g. nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5.",
             )
-        if not match.group("tag") and not match.group("digest"):
+        if not match.group("tag"):
             raise InputError(
-                f"{text!r} names no tag.", hint="Name the NIM version, e.g. ...:1.8.5 (never rely on latest)."
+                f"{text!r} names no tag.",
+                hint="Name the NIM version, e.g. nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5 (never rely on latest; "
+                "add @sha256:... after the tag to pin a digest).",
             )
         return cls(registry, match.group("path"), match.group("tag"), match.group("digest"))
 
     def __str__(self) -> str:
-        text = f"{self.registry}/{self.path}"
-        if self.tag:
-            text += f":{self.tag}"
+        text = f"{self.registry}/{self.path}:{self.tag}"
         if self.digest:
             text += f"@{self.digest}"
         return text

@@ -5,16 +5,23 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import subprocess
 import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
-from nimrunbook.engine import registry_failure
+from nimrunbook.errors import DockerError
 from nimrunbook.images.access import RegistryAccess
+from nimrunbook.images.exports import OCI_DIR, ImageCopy, check_digest, exported_before, write_index
+from nimrunbook.images.failures import Failure, classify, missing_image, registry_failure
 from nimrunbook.images.refs import ImageRef
+from nimrunbook.images.views import ExportSource, dir_view
+from nimrunbook.localdisk import require_free_space
+from nimrunbook.progress import Task
 from nimrunbook.redact import redact
 
 log = logging.getLogger(__name__)
@@ -24,51 +31,9 @@ def available() -> bool:
     return shutil.which("skopeo") is not None
 
 
-LIST_TYPES = (
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-)
-
-
-def dir_view_of_layout(layout: Path, ref_name: str, view: Path) -> None:
-    """Present one image of an OCI layout in skopeo's ``dir:`` format, by hard links (no bytes copied).
-
-    skopeo 1.9 (Debian 12) writes Docker-typed manifests into an OCI layout
-    with --preserve-digests but will not read them back from it; its ``dir:``
-    transport reads any manifest byte for byte, so the digest survives.
-    """
-    index = json.loads((layout / "index.json").read_text())
-    matches = [
-        m for m in index["manifests"] if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == ref_name
-    ]
-    if not matches:
-        from nimrunbook.errors import VerificationError
-
-        raise VerificationError(
-            f"The image layout {layout} has no image named {ref_name}.", hint="Export the image again."
-        )
-    blobs = layout / "blobs" / "sha256"
-    view.mkdir(parents=True, exist_ok=True)
-    (view / "version").write_text("Directory Transport Version: 1.1\n")
-    top = matches[0]["digest"].removeprefix("sha256:")
-    os.link(blobs / top, view / "manifest.json")
-    pending = [top]
-    while pending:
-        manifest = json.loads((blobs / pending.pop()).read_bytes())
-        if manifest.get("mediaType") in LIST_TYPES or "manifests" in manifest:
-            for instance in manifest.get("manifests", []):
-                digest = instance["digest"].removeprefix("sha256:")
-                os.link(blobs / digest, view / f"{digest}.manifest.json")
-                pending.append(digest)
-            continue
-        for blob in [manifest.get("config", {}), *manifest.get("layers", [])]:
-            digest = blob.get("digest", "").removeprefix("sha256:")
-            if digest and not (view / digest).exists():
-                os.link(blobs / digest, view / digest)
-
-
 class SkopeoBackend:
     name = "skopeo"
+    INSPECT_TIMEOUT = 600
 
     def __init__(self, access: RegistryAccess) -> None:
         self.access = access
@@ -89,27 +54,34 @@ class SkopeoBackend:
         for line in process.stdout:
             lines.append(line.rstrip())
             log.info("[skopeo %s] %s", ref, redact(line.rstrip()))
-        if process.wait() != 0:
-            raise registry_failure("\n".join(lines[-20:]), ref)
+        code = process.wait()
+        if code != 0:
+            raise registry_failure(ref, "\n".join(lines[-20:]), exit_code=code, tool="skopeo")
         return "\n".join(lines)
 
     def raw_manifest(self, ref: ImageRef) -> bytes | None:
-        """The manifest a tag points to, or None when the tag does not exist there."""
+        """The manifest a tag points to, or None when the registry says it does not exist."""
         with ExitStack() as stack:
             authfile = stack.enter_context(self.access.auth_file())
             tls = self._tls_options(stack, ref.registry, "")
-            result = subprocess.run(
-                ["skopeo", "inspect", "--raw", f"--authfile={authfile}", *tls, f"docker://{ref}"],
-                capture_output=True,
-                check=False,
-                timeout=600,
-            )
+            try:
+                result = subprocess.run(
+                    ["skopeo", "inspect", "--raw", f"--authfile={authfile}", *tls, f"docker://{ref}"],
+                    capture_output=True,
+                    check=False,
+                    timeout=self.INSPECT_TIMEOUT,
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise DockerError(
+                    f"The registry {ref.registry} did not answer for {ref} within {self.INSPECT_TIMEOUT} s.",
+                    hint="Check the network path (proxy, firewall) to the registry, then run this step again.",
+                ) from exc
         if result.returncode == 0:
             return result.stdout
         error = result.stderr.decode("utf-8", "replace")
-        if "manifest unknown" in error.lower() or "not found" in error.lower():
+        if classify(error, exit_code=result.returncode) is Failure.NOT_FOUND:
             return None
-        raise registry_failure(error, str(ref))
+        raise registry_failure(str(ref), error, exit_code=result.returncode, tool="skopeo")
 
     def digest(self, ref: ImageRef) -> str | None:
         raw = self.raw_manifest(ref)
@@ -126,10 +98,10 @@ class SkopeoBackend:
             int(m.get("size", 0)) for m in manifest.get("manifests", [])
         )
 
-    def copy(
+    def _copy(
         self, source: str, destination: str, source_host: str | None, destination_host: str | None, ref: str
     ) -> str:
-        """``skopeo copy`` between transports (``docker://...``, ``oci:DIR:NAME``); returns the digest written."""
+        """``skopeo copy`` between transports (``docker://...``, ``oci:DIR:NAME``, ``dir:``); returns the digest."""
         with ExitStack() as stack, tempfile.TemporaryDirectory() as scratch:
             authfile = stack.enter_context(self.access.auth_file())
             digest_file = Path(scratch) / "digest"
@@ -140,3 +112,69 @@ class SkopeoBackend:
                 args += self._tls_options(stack, destination_host, "dest")
             self._run([*args, source, destination], ref)
             return digest_file.read_text().strip()
+
+    def copy(self, source: ImageRef, destination: ImageRef) -> None:
+        self._copy(f"docker://{source}", f"docker://{destination}", source.registry, destination.registry, str(source))
+
+    def export(self, images: Sequence[ImageRef], directory: Path, task: Task) -> list[ImageCopy]:
+        """Each image into one OCI layout, one at a time (one writer per layout), its digest checked;
+        the index is rewritten after each, so a re-run skips what is complete."""
+        done = exported_before(directory)
+        require_free_space(
+            directory,
+            sum(self.layer_bytes(i) for i in images if str(i) not in done),
+            what="The export",
+            hint="Free space or export to a larger disk; images already exported are kept and skipped on a re-run.",
+        )
+        results = []
+        for image in images:
+            started = time.monotonic()
+            expected = self.digest(image)
+            if expected is None:
+                raise missing_image(image)
+            name = f"oci:{OCI_DIR}:{image}"
+            if done.get(str(image), {}).get("digest") == expected:
+                result = ImageCopy(str(image), name, expected, "skipped", self.name, 0.0)
+            else:
+                written = self._copy(
+                    f"docker://{image}", f"oci:{directory / OCI_DIR}:{image}", image.registry, None, str(image)
+                )
+                check_digest(expected, written, image)
+                result = ImageCopy(str(image), name, written, "copied", self.name, round(time.monotonic() - started, 3))
+            results.append(result)
+            done[str(image)] = result.as_dict()
+            write_index(directory, self.name, list(done.values()))
+            task.advance(1)
+        return results
+
+    def import_(
+        self,
+        source: ExportSource,
+        entries: Sequence[dict],
+        targets: Sequence[ImageRef],
+        staging: Path,
+        workers: int,
+        task: Task,
+    ) -> list[ImageCopy]:
+        """Push each image of the layout in parallel, each through a ``dir:`` view in ``staging`` (see
+        :mod:`nimrunbook.images.views`), digests checked."""
+        index = source.layout_index()
+
+        def one(numbered: tuple[int, dict, ImageRef]) -> ImageCopy:
+            number, entry, target = numbered
+            started = time.monotonic()
+            if entry.get("digest") and self.digest(target) == entry["digest"]:
+                task.advance(1)
+                return ImageCopy(entry["source"], str(target), entry["digest"], "skipped", self.name, 0.0)
+            view = staging / f"image-{number}"  # named by position: nothing from the export names a path here
+            dir_view(source, index, entry, view)
+            self._copy(f"dir:{view}", f"docker://{target}", None, target.registry, entry["source"])
+            actual = self.digest(target)
+            check_digest(entry["digest"], actual, target)
+            task.advance(1)
+            seconds = round(time.monotonic() - started, 3)
+            return ImageCopy(entry["source"], str(target), actual, "copied", self.name, seconds)
+
+        numbered = [(n, e, t) for n, (e, t) in enumerate(zip(entries, targets, strict=True))]
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            return list(pool.map(one, numbered))

@@ -191,7 +191,7 @@ def _load(text: str):
             f"The model manifest is not valid YAML: {exc}".replace("\n", " "),
             hint="Read it from the image unchanged (`nimrunbook` does this with read_manifest), "
             "not from a copy pasted from a web page.",
-        ) from None
+        ) from exc
 
 
 def _tags(entry: dict) -> dict[str, str]:

@@ -153,18 +153,37 @@ def decode_name(name: str) -> NameFields:
     return fields
 
 
+# Weight bytes per parameter, by the precision a profile name or tag states.
+BYTES_PER_PARAMETER = {
+    "fp32": 4.0,
+    "fp16": 2.0,
+    "bf16": 2.0,
+    "fp8": 1.0,
+    "int8": 1.0,
+    "int8_wo": 1.0,
+    "int4": 0.5,
+    "int4_awq": 0.5,
+    "w4a16": 0.5,
+    "nvfp4": 0.5,
+    "mxfp4": 0.5,
+}
+
 # "405b", "3.8b", "49b" as a word of a model name, and Riva's "0-6b" / "1_6b" (0.6 and 1.6);
-# "8x7b" (mixture of experts, total unknown) and "a3b" (active parameters) are not total counts.
-_PARAMETERS_RE = re.compile(r"(?<![a-z0-9.])(?P<b>\d+(?:[._]\d+)?|0-\d+)b(?![a-z0-9])")
+# "8x7b" (mixture of experts) is a total only as an upper bound, and "a3b" (active parameters) is none.
+_PARAMETERS_RE = re.compile(r"(?<![a-z0-9.])(?:(?P<experts>\d+)x)?(?P<b>\d+(?:[._]\d+)?|0-\d+)b(?![a-z0-9])")
 
 
-def model_parameters_b(model: str | None) -> float | None:
+def model_parameters_b(model: str | None, *, experts_upper_bound: bool = False) -> float | None:
     """Billions of parameters a model's name states (``meta/llama-3.1-405b-instruct`` -> 405.0).
 
-    Takes an image reference or a model name; None when the name gives no count.
+    Takes an image reference or a model name; None when the name gives no count. A mixture of experts
+    (``mixtral-8x7b``) states no total, so None, unless ``experts_upper_bound`` asks for experts times size
+    (56: more than the shared layers make it), which a disk-space estimate may use but a fit rule may not.
     """
     if not isinstance(model, str) or not model.strip():
         return None
     base = model.strip().lower().rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
     match = _PARAMETERS_RE.search(base)
-    return float(re.sub(r"[-_]", ".", match.group("b"))) if match else None
+    if not match or (match.group("experts") and not experts_upper_bound):
+        return None
+    return int(match.group("experts") or 1) * float(re.sub(r"[-_]", ".", match.group("b")))

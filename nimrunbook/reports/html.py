@@ -16,6 +16,7 @@ from pathlib import Path
 import nbformat
 from nbconvert import HTMLExporter
 
+from nimrunbook.localdisk import write_text_atomic
 from nimrunbook.redact import redact
 from nimrunbook.runbook.record import RunRecord
 
@@ -67,9 +68,7 @@ def export_html(notebook_path: str | Path, html_path: str | Path | None = None, 
     exporter.mathjax_url = ""
     body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": source.stem}})
     body = _EXTERNAL_RE.sub("", body)
-    partial = target.with_name(target.name + ".incomplete")
-    partial.write_text(redact(body))
-    partial.replace(target)
+    write_text_atomic(target, redact(body))
     return target
 
 

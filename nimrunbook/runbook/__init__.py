@@ -14,9 +14,16 @@ from nimrunbook.runbook.configure import (
     run_objects,
     update_tag,
 )
-from nimrunbook.runbook.inputs import bucket_keys, image_entries, recorded_s3_settings, registry_access, s3_settings
+from nimrunbook.runbook.inputs import (
+    bucket_keys,
+    gpu_inventory,
+    image_entries,
+    recorded_s3_settings,
+    registry_access,
+    s3_settings,
+)
 from nimrunbook.runbook.inside import bundle_facts, import_bundle, verify_bundle
-from nimrunbook.runbook.planning import confirm_selection, gpu_inventory, make_picker, plan_images, show_inventory
+from nimrunbook.runbook.planning import confirm_selection, make_picker, plan_images, show_inventory
 from nimrunbook.runbook.preflight import run_checks
 from nimrunbook.runbook.session import Step, start
 from nimrunbook.runbook.transfer import create_bundle, download, mirror_images, publish_profiles

@@ -20,9 +20,10 @@ from nimrunbook.datarobot import (
 from nimrunbook.datarobot.values import raise_for_problems
 from nimrunbook.engine import docker_client
 from nimrunbook.errors import InputError
+from nimrunbook.localdisk import write_text_atomic
 from nimrunbook.nim import pull_image, read_manifest
 from nimrunbook.runbook.display import show_record, show_table, show_text
-from nimrunbook.runbook.inputs import secret_from
+from nimrunbook.runbook.inputs import registry_access
 from nimrunbook.runbook.session import Step
 from nimrunbook.store import S3Settings, load_processed
 from nimrunbook.store.plan import PlannedObject
@@ -53,7 +54,7 @@ def build_and_check_values(step: Step, dr: DataRobotSettings, values_file: str =
     raise_for_problems(problems)
     text = values_yaml(dr)
     show_text(text, "Helm values for DataRobot")
-    (step.run_dir / "datarobot-values.yaml").write_text(text)
+    write_text_atomic(step.run_dir / "datarobot-values.yaml", text)
     record = {"values": text, "values_file": values_file or None}
     if values_file:
         diff, backup = merge_values(values_file, dr, write=write)
@@ -120,9 +121,10 @@ def update_tag(
     docker_host: str = "",
 ):
     client = docker_client(docker_host or None)
+    access = registry_access(None, None, ngc_api_key_env)
     manifests = []
     for ref in (old_image, new_image):
-        pull_image(client, ref, ngc_api_key=secret_from(ngc_api_key_env), progress=step.progress)
+        pull_image(client, ref, access=access, progress=step.progress)
         manifests.append(read_manifest(client, ref)[0])
     old, new = manifests
     chosen = selected or [e["id"] for e in step.facts().get("selection", {}).get(old_image, [])]

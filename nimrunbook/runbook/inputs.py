@@ -2,8 +2,10 @@
 
 Parameters are plain values (papermill writes them as Python literals), so
 images may be refs or ``{ref, profiles}`` entries, and registries and the
-object store are described field by field. Secrets are never parameters:
-only the *names* of the environment variables that hold them.
+object store are described field by field. What the command line shares
+(the object store, the GPU inventory, image entries) is built by
+:mod:`nimrunbook.inputs`; this module adds what only notebooks need. Secrets
+are never parameters: only the *names* of the environment variables that hold them.
 """
 
 from __future__ import annotations
@@ -13,35 +15,22 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import yaml
-
+from nimrunbook import inputs
 from nimrunbook.errors import InputError
 from nimrunbook.images import RegistryAccess
+from nimrunbook.inputs import gpu_inventory, image_entries, s3_settings
 from nimrunbook.store import S3Settings
 
-
-def image_entries(images: str | Sequence[str | Mapping]) -> list[tuple[str, str | list[str]]]:
-    """``[(ref, "auto" | [ids])]`` from a list of refs, a list of ``{ref, profiles}``, or a YAML plan file."""
-    if isinstance(images, str):
-        path = Path(images)
-        if not path.exists():
-            return [(images, "auto")]
-        document = yaml.safe_load(path.read_text()) or {}
-        images = document.get("images", document) if isinstance(document, dict) else document
-    entries = []
-    for item in images or []:
-        if isinstance(item, str):
-            entries.append((item, "auto"))
-        elif isinstance(item, Mapping) and "ref" in item:
-            entries.append((str(item["ref"]), item.get("profiles", "auto")))
-        else:
-            raise InputError(
-                f"Cannot read the image entry {item!r}.",
-                hint='Write an image as "nvcr.io/nim/meta/<model>:<tag>" or {ref: ..., profiles: auto | [ids]}.',
-            )
-    if not entries:
-        raise InputError("No images given.", hint='Set images = ["nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5"].')
-    return entries
+__all__ = [
+    "bucket_keys",
+    "gpu_inventory",
+    "image_entries",
+    "recorded_s3_settings",
+    "registry_access",
+    "s3_settings",
+    "secret_from",
+    "slug",
+]
 
 
 def slug(ref: str) -> str:
@@ -56,30 +45,8 @@ def secret_from(env_name: str) -> str | None:
 def registry_access(
     registry_ca: Mapping[str, str] | None, registry_insecure: Sequence[str] | None, ngc_api_key_env: str = "NGC_API_KEY"
 ) -> RegistryAccess:
-    access = RegistryAccess(ca_bundles=dict(registry_ca or {}), insecure=set(registry_insecure or []))
-    access.add_ngc_key(secret_from(ngc_api_key_env))
-    return access
-
-
-def s3_settings(
-    bucket: str,
-    endpoint_url: str = "",
-    region: str = "us-east-1",
-    ca_bundle: str = "",
-    insecure: bool = False,
-    path_style: bool = False,
-    aws_profile: str = "",
-) -> S3Settings:
-    """Credentials come from the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) or ``aws_profile``."""
-    return S3Settings(
-        bucket=bucket,
-        endpoint_url=endpoint_url or None,
-        region=region or "us-east-1",
-        ca_bundle=ca_bundle or None,
-        insecure=insecure,
-        path_style=path_style,
-        profile=aws_profile or None,
-    )
+    """The notebooks' registry parameters (the key by the name of its environment variable)."""
+    return inputs.registry_access(registry_ca, registry_insecure, secret_from(ngc_api_key_env))
 
 
 def recorded_s3_settings(

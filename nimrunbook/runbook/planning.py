@@ -10,39 +10,18 @@ import pandas as pd
 
 from nimrunbook.engine import docker_client
 from nimrunbook.errors import InputError
-from nimrunbook.gpus import (
-    Inventory,
-    inventory_from_cluster,
-    inventory_from_local_host,
-    inventory_from_node_labels,
-    inventory_from_nvidia_smi,
-    inventory_from_text,
-    listing_host,
-)
+from nimrunbook.gpus import Inventory, listing_host
+from nimrunbook.images import parse_refs
+from nimrunbook.localdisk import write_text_atomic
 from nimrunbook.nim import list_profiles, pull_image, read_manifest
 from nimrunbook.profiles import enrich, model_parameters_b, parse_manifest
 from nimrunbook.runbook.display import show_record, show_table
-from nimrunbook.runbook.inputs import image_entries, secret_from, slug
+from nimrunbook.runbook.inputs import image_entries, registry_access, slug
 from nimrunbook.runbook.picker import ProfilePicker, initial_ticks, resolve_selection
 from nimrunbook.runbook.session import Step
 from nimrunbook.selection import check_listing, has_host_verdict, plan_warnings, select_profiles
 
 log = logging.getLogger(__name__)
-
-
-def gpu_inventory(
-    gpus: str = "", nvidia_smi_file: str = "", node_labels_file: str = "", kubeconfig: str = ""
-) -> Inventory:
-    """The cluster's GPUs from the first source given; none given means this host's nvidia-smi."""
-    if gpus:
-        return inventory_from_text(gpus)
-    if nvidia_smi_file:
-        return inventory_from_nvidia_smi(Path(nvidia_smi_file).read_text())
-    if node_labels_file:
-        return inventory_from_node_labels(Path(node_labels_file).read_text())
-    if kubeconfig:
-        return inventory_from_cluster(kubeconfig)
-    return inventory_from_local_host()
 
 
 def show_inventory(step: Step, inventory: Inventory) -> None:
@@ -69,19 +48,22 @@ def plan_images(
     With ``list_with_gpus`` the listing runs with this host's GPUs; NIM then sorts the profiles for
     them, and every disagreement with the rules (run for the same GPUs) is shown.
     """
+    entries = image_entries(images)
+    parse_refs([ref for ref, _ in entries])  # the one rule (step 02 applies it too), before anything is pulled
     client = docker_client(docker_host or None)
+    access = registry_access(None, None, ngc_api_key_env)
     plans: dict[str, pd.DataFrame] = {}
     recorded = {}
-    for ref, _ in image_entries(images):
+    for ref, _ in entries:
         folder = step.run_dir / "images" / slug(ref)
         folder.mkdir(parents=True, exist_ok=True)
-        image_id = pull_image(client, ref, ngc_api_key=secret_from(ngc_api_key_env), progress=step.progress)
+        image_id = pull_image(client, ref, access=access, progress=step.progress)
         listing, raw_listing = list_profiles(
             client, ref, environment=dict(listing_environment or {}), gpus=list_with_gpus
         )
         manifest, raw_manifest = read_manifest(client, ref)
-        (folder / "list-model-profiles.txt").write_text(raw_listing)
-        (folder / "model_manifest.yaml").write_text(raw_manifest)
+        write_text_atomic(folder / "list-model-profiles.txt", raw_listing)
+        write_text_atomic(folder / "model_manifest.yaml", raw_manifest)
         profiles = enrich(listing, manifest)
         parameters = model_parameters_b(ref) or model_parameters_b(manifest.model_name())
         plan = select_profiles(profiles, inventory, lora=lora, parameters_b=parameters)

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from nimrunbook.errors import NimRunbookError, PreflightError
+from nimrunbook.engine import docker_client
+from nimrunbook.errors import NimRunbookError, PreflightError, problems_error
 from nimrunbook.images import RegistryAccess
-from nimrunbook.images.mirror import _backend
+from nimrunbook.images.backend import open_backend
 from nimrunbook.images.refs import ImageRef
+from nimrunbook.localdisk import free_bytes
 from nimrunbook.progress import human_bytes
 from nimrunbook.runbook.display import show_record
 from nimrunbook.runbook.session import Step
@@ -20,6 +22,37 @@ from nimrunbook.store import S3Settings, run_preflight
 
 def _row(check: str, status: str, detail: str, fix: str = "") -> dict:
     return {"check": check, "status": status, "detail": detail, "fix": fix}
+
+
+def _registry_rows(
+    images: Sequence[str], registries: Sequence[str], access: RegistryAccess, docker_host: str
+) -> list[dict]:
+    """Each image exists, each registry answers (TLS and credentials accepted); a backend that cannot be
+    opened (no skopeo and no Docker engine) fails each of these checks, with its reason."""
+    checks = [(f"image {ref}", ref, True) for ref in images]
+    checks += [(f"registry {registry}", f"{registry}/nimrunbook/preflight:probe", False) for registry in registries]
+    if not checks:
+        return []
+    try:
+        engine = open_backend("auto", access, docker_host=docker_host or None)
+    except NimRunbookError as error:
+        return [
+            _row(name, "fail", f"No way to reach registries: {error.message}", error.hint or "") for name, *_ in checks
+        ]
+    rows = []
+    for name, ref, must_exist in checks:
+        try:
+            digest = engine.digest(ImageRef.parse(ref))
+        except NimRunbookError as error:
+            rows.append(_row(name, "fail", error.message, error.hint or ""))
+            continue
+        if not must_exist:
+            rows.append(_row(name, "ok", "reachable, TLS and credentials accepted"))
+        else:
+            rows.append(
+                _row(name, "ok" if digest else "fail", digest or "not found", "" if digest else "Check the tag.")
+            )
+    return rows
 
 
 def run_checks(
@@ -37,8 +70,6 @@ def run_checks(
     """Run every check that applies to the parameters given; fail at the end, naming each problem."""
     rows = []
     try:
-        from nimrunbook.engine import docker_client
-
         version = docker_client(docker_host or None).version().get("Version", "?")
         rows.append(_row("Docker engine", "ok", f"answers (version {version})"))
     except NimRunbookError as error:
@@ -46,7 +77,7 @@ def run_checks(
     if cache_dir:
         target = Path(cache_dir)
         target.mkdir(parents=True, exist_ok=True)
-        free = shutil.disk_usage(target).free
+        free = free_bytes(target)
         ok = free >= min_free_gb * 1e9
         rows.append(
             _row(
@@ -66,29 +97,7 @@ def run_checks(
                 "" if found else f"apt-get install {tool}",
             )
         )
-    access = access or RegistryAccess()
-    if images:
-        engine = _backend("auto", access)
-        for ref in images:
-            try:
-                digest = engine.digest(ImageRef.parse(ref))
-                rows.append(
-                    _row(
-                        f"image {ref}",
-                        "ok" if digest else "fail",
-                        digest or "not found",
-                        "" if digest else "Check the tag.",
-                    )
-                )
-            except NimRunbookError as error:
-                rows.append(_row(f"image {ref}", "fail", error.message, error.hint or ""))
-    for registry in registries:
-        engine = _backend("auto", access)
-        try:
-            engine.digest(ImageRef.parse(f"{registry}/nimrunbook/preflight:probe"))
-            rows.append(_row(f"registry {registry}", "ok", "reachable, TLS and credentials accepted"))
-        except NimRunbookError as error:
-            rows.append(_row(f"registry {registry}", "fail", error.message, error.hint or ""))
+    rows += _registry_rows(images, registries, access or RegistryAccess(), docker_host)
     if settings is not None:
         report = run_preflight(settings)
         rows += [_row(f"object store: {c.name}", c.status, c.detail, c.fix) for c in report.checks]
@@ -97,7 +106,10 @@ def run_checks(
     step.save(preflight={"checks": rows})
     failed = frame[frame["status"] == "fail"]
     if len(failed):
-        raise PreflightError(
-            "Preflight failed:\n" + "\n".join(f"- {r.check}: {r.detail} {r.fix}".rstrip() for r in failed.itertuples())
+        raise problems_error(
+            PreflightError,
+            "Preflight failed",
+            [f"{r.check}: {r.detail} {r.fix}".rstrip() for r in failed.itertuples()],
+            hint="Fix each check named above, then run this step again.",
         )
     return frame

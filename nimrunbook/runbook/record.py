@@ -21,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 
 from nimrunbook import __version__
+from nimrunbook.localdisk import write_text_atomic
 from nimrunbook.redact import SECRET_ENV_VARS, redact
 
 RECORD_NAME = "run.json"
@@ -95,9 +96,7 @@ class RunRecord:
                     record[name] = value
             record["updated"] = _now()
             text = redact(json.dumps(record, indent=2, default=str)) + "\n"
-            partial = self.path.with_name(RECORD_NAME + ".incomplete")
-            partial.write_text(text)
-            os.replace(partial, self.path)
+            write_text_atomic(self.path, text)
             return json.loads(text)
 
     def step(self, name: str, **fields) -> dict:

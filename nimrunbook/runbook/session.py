@@ -1,4 +1,4 @@
-"""A notebook step's session: logging, progress mode, and its entry in the run record."""
+"""A notebook step's session: logging, its progress reporter, and its entry in the run record."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nimrunbook.progress import ProgressMode
+from nimrunbook.progress import Reporter
 from nimrunbook.redact import RedactingFilter
+from nimrunbook.runbook.progress_bar import reporter_for
 from nimrunbook.runbook.record import RunRecord, public_parameters, secrets_in_environment
 
 
@@ -29,11 +30,14 @@ def _log_to_stdout() -> None:
 
 @dataclass
 class Step:
-    """One notebook's run: ``start`` it in the first cell, ``done`` it in the last."""
+    """One notebook's run: ``start`` it in the first cell, ``done`` it in the last.
+
+    ``progress`` is the reporter every long operation of the step is given.
+    """
 
     name: str
     run_dir: Path
-    progress: ProgressMode
+    progress: Reporter
     parameters: dict = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
 
@@ -59,17 +63,14 @@ class Step:
         )
 
 
-def start(name: str, run_dir: str | Path, progress: ProgressMode = "widget", **parameters) -> Step:
-    """Begin a step: log to stdout, record its (non-secret) parameters, return the session."""
-    if progress not in ("widget", "log", "none"):
-        from nimrunbook.errors import InputError
+def start(name: str, run_dir: str | Path, progress: str = "widget", **parameters) -> Step:
+    """Begin a step: log to stdout, record its (non-secret) parameters, return the session.
 
-        raise InputError(
-            f"progress={progress!r} is not one of widget, log, none.",
-            hint='Use "widget" in JupyterLab and "log" under papermill (nimrunbook run sets it).',
-        )
+    ``progress`` is the notebook parameter: "widget", "log" or "none" (see :func:`reporter_for`).
+    """
+    reporter = reporter_for(progress)
     _log_to_stdout()
-    step = Step(name, Path(run_dir).resolve(), progress, parameters)
+    step = Step(name, Path(run_dir).resolve(), reporter, parameters)
     step.record.step(
         name,
         status="started",

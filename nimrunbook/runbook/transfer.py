@@ -42,10 +42,6 @@ def mirror_images(
     return frame
 
 
-def _cache_journal(cache_dir: str | Path) -> HashJournal:
-    return HashJournal(Path(cache_dir) / ".nimrunbook-sha256.jsonl")
-
-
 def download(
     step: Step,
     cache_dir: str,
@@ -105,7 +101,8 @@ def publish_profiles(
     tables, published = [], {}
     for ref, entries, plan in _plans(step, cache_dir):
         directory = step.run_dir / "profiles" / slug(ref)
-        journal = _cache_journal(cache_dir)  # digests by file identity: shared by the cache, its links and later steps
+        # digests by file identity: shared by the cache, its hard links and the later steps
+        journal = HashJournal.of_cache(cache_dir)
         process_to_directory(
             plan,
             directory,
@@ -174,7 +171,7 @@ def create_bundle(
         part_size=FAT32_PART_SIZE if fat32 else (part_size or None),
         access=access,
         image_backend=backend,
-        journal=_cache_journal(cache_dir),
+        journal=HashJournal.of_cache(cache_dir),
         progress=step.progress,
     )
     frame = pd.DataFrame(

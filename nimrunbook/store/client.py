@@ -91,20 +91,9 @@ class S3Settings:
             "credentials": "given" if self.access_key_id else ("profile" if self.profile else "environment"),
         }
 
-    @classmethod
-    def from_environment(cls, bucket: str | None = None, **overrides) -> S3Settings:
-        """The guide's variables: NIM_BUCKET_NAME, AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, AWS_CA_BUNDLE, keys."""
-        return cls(
-            bucket=bucket or os.environ.get("NIM_BUCKET_NAME", ""),
-            endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
-            region=os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1",
-            ca_bundle=os.environ.get("AWS_CA_BUNDLE") or None,
-            **overrides,
-        )
 
-
-def make_client(settings: S3Settings, max_connections: int = 10):
-    """A boto3 S3 client for ``settings``."""
+def make_client(settings: S3Settings, max_connections: int = 10, *, read_timeout: float = 120, retries: int = 5):
+    """A boto3 S3 client for ``settings`` (``read_timeout`` seconds per answer, ``retries`` after a failed request)."""
     if settings.ca_bundle and not os.path.isfile(settings.ca_bundle):
         raise InputError(
             f"The CA bundle {settings.ca_bundle} does not exist.",
@@ -113,10 +102,10 @@ def make_client(settings: S3Settings, max_connections: int = 10):
     session = boto3.session.Session(profile_name=settings.profile) if settings.profile else boto3.session.Session()
     config = Config(
         s3={"addressing_style": "path" if settings.path_style else "virtual"},
-        retries={"max_attempts": 5, "mode": "standard"},
+        retries={"max_attempts": retries, "mode": "standard"},
         max_pool_connections=max_connections,
         connect_timeout=10,
-        read_timeout=120,
+        read_timeout=read_timeout,
     )
     return session.client(
         "s3",
@@ -129,25 +118,64 @@ def make_client(settings: S3Settings, max_connections: int = 10):
     )
 
 
-def error_code(exc: Exception) -> str:
+# What S3 answers, by error code (and HTTP status where a HEAD request has no body to carry a code).
+DENIED_CODES = frozenset({"AccessDenied", "Forbidden", "403"})
+BAD_CREDENTIAL_CODES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch"})
+NOT_FOUND_CODES = frozenset({"NoSuchBucket", "NoSuchKey", "NotFound", "404"})
+SHA_METADATA = "sha256"  # x-amz-meta-sha256: the digest each object carries
+S3_FAILURES = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)  # what a boto3 call raises
+
+
+def error_code(exc: BaseException) -> str:
+    """S3's error code of a failed request (``AccessDenied``...), else the exception's type name."""
     if isinstance(exc, botocore.exceptions.ClientError):
         return str(exc.response.get("Error", {}).get("Code", ""))
     return type(exc).__name__
 
 
-def storage_error(exc: Exception, settings: S3Settings, doing: str) -> StorageError:
-    """A boto3 failure as a :class:`StorageError` saying what to do; never carries a secret."""
+def http_status(exc: BaseException) -> int | None:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return None
+
+
+def is_access_denied(exc: BaseException) -> bool:
+    """The store answered and refused: the credentials are valid but may not do this."""
+    return error_code(exc) in DENIED_CODES or http_status(exc) == 403
+
+
+def is_not_found(exc: BaseException) -> bool:
+    return error_code(exc) in NOT_FOUND_CODES or http_status(exc) == 404
+
+
+def stat_object(client, bucket: str, key: str) -> tuple[int, str | None] | None:
+    """(size, recorded sha256) of an object, or None when the store says it does not exist."""
+    try:
+        head = client.head_object(Bucket=bucket, Key=key)
+    except botocore.exceptions.ClientError as exc:
+        if is_not_found(exc):
+            return None
+        raise
+    return int(head["ContentLength"]), head.get("Metadata", {}).get(SHA_METADATA)
+
+
+def storage_error(exc: BaseException, settings: S3Settings, doing: str) -> StorageError:
+    """A boto3 failure as a :class:`StorageError` saying what to do; never carries a secret.
+
+    Read by S3's error code and HTTP status, then by botocore's exception type; raise it ``from exc``.
+    """
     code = error_code(exc)
     text = redact(str(exc))
-    if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "AccessDenied", "Forbidden"):
+    where = settings.endpoint_url or "AWS S3"
+    if is_access_denied(exc) or code in BAD_CREDENTIAL_CODES:
         return StorageError(
             f"The object store refused {doing} ({code}).",
             hint="Check the access key and secret (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the AWS profile) and "
             f"that they may read and write bucket {settings.bucket}.",
         )
-    if code in ("NoSuchBucket", "404", "NotFound"):
+    if is_not_found(exc):
         return StorageError(
-            f"The bucket {settings.bucket} does not exist at {settings.endpoint_url or 'AWS S3'} ({doing}).",
+            f"The bucket {settings.bucket} does not exist at {where} ({doing}).",
             hint="Create it (a dedicated bucket, nothing else in it), or correct the bucket name.",
         )
     if isinstance(exc, botocore.exceptions.SSLError):
@@ -158,7 +186,12 @@ def storage_error(exc: Exception, settings: S3Settings, doing: str) -> StorageEr
         )
     if isinstance(exc, botocore.exceptions.EndpointConnectionError):
         return StorageError(
-            f"The object store at {settings.endpoint_url or 'AWS S3'} cannot be reached ({doing}): {text}",
+            f"The object store at {where} cannot be reached ({doing}): {text}",
             hint=f"Check that {settings.bucket_host} resolves (for MinIO set MINIO_DOMAIN) and the port is open.",
+        )
+    if isinstance(exc, botocore.exceptions.ConnectTimeoutError | botocore.exceptions.ReadTimeoutError):
+        return StorageError(
+            f"The object store at {where} did not answer in time ({doing}): {text}",
+            hint="Check the network path (proxy, firewall) and the store's load, then run this step again: it resumes.",
         )
     return StorageError(f"The object store failed {doing}: {text}")

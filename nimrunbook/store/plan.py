@@ -17,6 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from nimrunbook.errors import CacheIncompleteError, InputError
+from nimrunbook.hashing import HashJournal, sha256_file
+from nimrunbook.localdisk import NimCache
 from nimrunbook.profiles import Manifest
 from nimrunbook.store.keys import NgcUri, object_key
 
@@ -28,7 +30,23 @@ class PlannedObject:
     source: Path  # the blob holding the bytes (snapshot link resolved)
     size: int
     profiles: list[str] = field(default_factory=list)
-    sha256: str | None = None  # known once hashed
+    sha256: str | None = None  # known once hashed, or recorded in a manifest
+
+    def digest(self, journal: HashJournal | None = None) -> str | None:
+        """The sha256 of the bytes at :attr:`source`, the one way every step gets it; sets :attr:`sha256`.
+
+        Not yet known: taken from the journal, else hashed (and journalled).
+        Recorded (read back from a manifest): confirmed by the journal, and the
+        file hashed again only when its identity changed since; None when its
+        bytes no longer have the recorded digest.
+        """
+        if self.sha256 is None:
+            self.sha256 = journal.sha256(self.source) if journal else sha256_file(self.source)
+            return self.sha256
+        if journal is None or journal.lookup(self.source) == self.sha256:
+            return self.sha256
+        actual = journal.sha256(self.source)  # identity changed: hash again, once
+        return self.sha256 if actual == self.sha256 else None
 
 
 @dataclass
@@ -50,29 +68,19 @@ class PublishPlan:
         )
 
 
-def _resolve(cache_dir: Path, uri: str) -> Path | None:
+def cached_blob(cache: NimCache, uri: str) -> Path | None:
+    """The blob holding a manifest URI's bytes in the NIM cache; None when absent or a broken link."""
     parsed = NgcUri.parse(uri)
     if parsed is None or parsed.file is None:
         return None
-    hub = cache_dir / "ngc" / "hub"
-    for folder in parsed.model_dirs():
-        snapshots = hub / folder / "snapshots"
-        candidates = [snapshots / parsed.tag / parsed.file] if parsed.tag else list(snapshots.glob(f"*/{parsed.file}"))
-        for link in candidates:
-            try:
-                blob = link.resolve(strict=True)
-            except (FileNotFoundError, RuntimeError):
-                continue
-            if blob.is_file():
-                return blob
-    return None
+    return cache.blob_of(parsed.model_dirs(), parsed.tag, parsed.file)
 
 
 def plan_publish(
     manifest: Manifest, cache_dir: str | Path, profile_ids: Sequence[str], image: str | None = None
 ) -> PublishPlan:
     """One object per distinct manifest URI of the selected profiles; shared files appear once."""
-    cache = Path(cache_dir)
+    cache = NimCache(cache_dir)
     ids = list(dict.fromkeys(str(i) for i in profile_ids))
     unknown = [i for i in ids if manifest.profile(i) is None]
     if unknown:
@@ -92,7 +100,7 @@ def plan_publish(
             if key in objects:
                 objects[key].profiles.append(profile_id)
                 continue
-            blob = _resolve(cache, file.uri)
+            blob = cached_blob(cache, file.uri)
             if blob is None:
                 missing.append((profile_id, file.uri))
                 continue
@@ -102,7 +110,7 @@ def plan_publish(
         listed = "\n".join(f"  {uri} (profile {pid[:12]})" for pid, uri in missing[:20])
         more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
         raise CacheIncompleteError(
-            f"{len(missing)} files of the selected profiles are missing from the NIM cache {cache} "
+            f"{len(missing)} files of the selected profiles are missing from the NIM cache {cache.root} "
             f"(not downloaded, or a broken link):\n{listed}{more}\n",
             hint=f"Download them first: download-to-cache --profiles {' '.join(wanting)} "
             f"(nimrunbook's download step{' for ' + image if image else ''}), then run this step again.",

@@ -16,8 +16,8 @@ from typing import Literal
 
 import pandas as pd
 
-from nimrunbook.errors import PreflightError
-from nimrunbook.store.client import S3Settings, error_code, make_client, storage_error
+from nimrunbook.errors import PreflightError, problems_error
+from nimrunbook.store.client import S3_FAILURES, S3Settings, is_not_found, make_client, storage_error
 from nimrunbook.store.keys import looks_like_nim_key
 
 Status = Literal["ok", "warn", "fail", "skipped"]
@@ -46,8 +46,12 @@ class PreflightReport:
     def raise_for_failures(self) -> None:
         failed = [c for c in self.checks if c.status == "fail"]
         if failed:
-            lines = "\n".join(f"- {c.name}: {c.detail} Fix: {c.fix}" for c in failed)
-            raise PreflightError(f"The object store preflight failed:\n{lines}")
+            raise problems_error(
+                PreflightError,
+                "The object store preflight failed",
+                [f"{c.name}: {c.detail} Fix: {c.fix}" for c in failed],
+                hint="Fix each check named above, then run the preflight again.",
+            )
 
 
 def certificate_names(host: str, port: int, server_name: str) -> tuple[str, list[str]]:
@@ -143,8 +147,7 @@ def run_preflight(settings: S3Settings, *, probe: bool = True) -> PreflightRepor
         checks.append(Check("credentials", "ok", "accepted"))
         checks.append(Check("bucket exists", "ok", settings.bucket))
     except Exception as exc:  # noqa: BLE001 - classified below
-        code = error_code(exc)
-        if code in ("404", "NoSuchBucket", "NotFound"):
+        if is_not_found(exc):
             checks.append(Check("credentials", "ok", "accepted"))
             checks.append(
                 Check("bucket exists", "fail", f"{settings.bucket} does not exist.", "Create the dedicated bucket.")
@@ -170,10 +173,21 @@ def run_preflight(settings: S3Settings, *, probe: bool = True) -> PreflightRepor
         key = f"nimrunbook-preflight-{uuid.uuid4().hex}"
         try:
             client.put_object(Bucket=settings.bucket, Key=key, Body=b"nimrunbook preflight probe")
-            assert client.get_object(Bucket=settings.bucket, Key=key)["Body"].read() == b"nimrunbook preflight probe"
+            read_back = client.get_object(Bucket=settings.bucket, Key=key)["Body"].read()
             client.delete_object(Bucket=settings.bucket, Key=key)
-            checks.append(Check("write, read, delete", "ok", "probe object put, read back and deleted"))
-        except Exception as exc:  # noqa: BLE001
+            if read_back == b"nimrunbook preflight probe":
+                checks.append(Check("write, read, delete", "ok", "probe object put, read back and deleted"))
+            else:
+                checks.append(
+                    Check(
+                        "write, read, delete",
+                        "fail",
+                        f"The probe object came back as {len(read_back)} other bytes.",
+                        "The store does not return what it was given; check its configuration (gateways, "
+                        "encryption, compression) before publishing.",
+                    )
+                )
+        except S3_FAILURES as exc:
             error = storage_error(exc, settings, "writing a probe object")
             checks.append(Check("write, read, delete", "fail", error.message, error.hint or ""))
     for warning in settings.warnings:

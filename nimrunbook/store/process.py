@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nimrunbook import __version__
-from nimrunbook.errors import DiskSpaceError, InputError
+from nimrunbook.errors import InputError
 from nimrunbook.hashing import HashJournal, copy_and_hash, sha256_file
-from nimrunbook.progress import ProgressMode, human_bytes, make_progress
+from nimrunbook.localdisk import STATE_DIR, commit, partial_path, require_free_space, write_text_atomic
+from nimrunbook.progress import SILENT, Reporter, Task, human_bytes
 from nimrunbook.store.plan import PlannedObject, PublishPlan
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 MANIFEST_NAME = "nim-objects.json"
 SUMS_NAME = "SHA256SUMS"
 OBJECTS_DIR = "objects"
-STATE_DIR = ".nimrunbook"
 MANIFEST_FORMAT = "nimrunbook.nim-objects"
 MANIFEST_VERSION = 1
 
@@ -55,7 +55,7 @@ def _same_filesystem(a: Path, b: Path) -> bool:
     return os.stat(a).st_dev == os.stat(b).st_dev
 
 
-def _place(obj: PlannedObject, target: Path, incomplete: Path, journal: HashJournal, link: bool, progress) -> str:
+def _place(obj: PlannedObject, target: Path, incomplete: Path, journal: HashJournal, link: bool, progress: Task) -> str:
     """Write one object atomically; returns 'linked', 'copied' or 'skipped' and sets obj.sha256."""
     if target.exists() and target.stat().st_size == obj.size:
         known = journal.lookup(target)
@@ -67,13 +67,11 @@ def _place(obj: PlannedObject, target: Path, incomplete: Path, journal: HashJour
     if link:
         os.link(obj.source, incomplete)
         obj.sha256 = journal.sha256(incomplete, progress)  # same inode as the blob: one read
-        how = "linked"
-    else:
-        obj.sha256 = copy_and_hash(obj.source, incomplete, progress)
-        journal.record(incomplete, obj.sha256)
-        how = "copied"
-    os.replace(incomplete, target)
-    return how
+        commit(incomplete, target)
+        return "linked"
+    obj.sha256 = copy_and_hash(obj.source, target, progress, partial=incomplete)
+    journal.record(target, obj.sha256)
+    return "copied"
 
 
 def manifest_document(plan: PublishPlan, image: str | None, profile_names: dict[str, str] | None = None) -> dict:
@@ -92,12 +90,6 @@ def manifest_document(plan: PublishPlan, image: str | None, profile_names: dict[
     }
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".incomplete")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 def process_to_directory(
     plan: PublishPlan,
     destination: str | Path,
@@ -106,7 +98,7 @@ def process_to_directory(
     profile_names: dict[str, str] | None = None,
     workers: int = 2,
     journal: HashJournal | None = None,
-    progress: ProgressMode = "log",
+    progress: Reporter = SILENT,
 ) -> ProcessResult:
     """Write ``plan`` into ``destination`` in the flat NIM layout; see the module docstring.
 
@@ -117,31 +109,29 @@ def process_to_directory(
     objects_dir, state = root / OBJECTS_DIR, root / STATE_DIR
     objects_dir.mkdir(parents=True, exist_ok=True)
     (state / "incomplete").mkdir(parents=True, exist_ok=True)
-    journal = journal or HashJournal(state / "sha256.jsonl")
+    journal = journal or HashJournal.of_directory(root)
     link = bool(plan.objects) and _same_filesystem(plan.objects[0].source, objects_dir)
     if not link:
-        needed = sum(o.size for o in plan.objects if not (objects_dir / o.key).exists())
-        free = os.statvfs(root).f_bavail * os.statvfs(root).f_frsize
-        if needed > free:
-            raise DiskSpaceError(
-                f"Processing needs {human_bytes(needed)} in {root} (another filesystem than the cache, so files are "
-                f"copied), and it has {human_bytes(free)} free.",
-                hint="Choose a destination on the cache's filesystem (files are then hard-linked, using no space) "
-                "or free space; complete files are kept on a re-run.",
-            )
+        require_free_space(
+            root,
+            sum(o.size for o in plan.objects if not (objects_dir / o.key).exists()),
+            what="Processing (into another filesystem than the cache's, so files are copied)",
+            hint="Choose a destination on the cache's filesystem (files are then hard-linked, using no space) "
+            "or free space; complete files are kept on a re-run.",
+        )
     started = time.monotonic()
-    reporter = make_progress(progress, f"process {len(plan.objects)} objects", plan.total_bytes)
+    reporter = progress.task(f"process {len(plan.objects)} objects", plan.total_bytes)
     with reporter, ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         outcomes = list(
             pool.map(
                 lambda o: _place(
-                    o, objects_dir / o.key, state / "incomplete" / f"{o.key}.incomplete", journal, link, reporter
+                    o, objects_dir / o.key, partial_path(state / "incomplete" / o.key), journal, link, reporter
                 ),
                 plan.objects,
             )
         )
-    _write_atomic(root / MANIFEST_NAME, json.dumps(manifest_document(plan, image, profile_names), indent=2) + "\n")
-    _write_atomic(root / SUMS_NAME, "".join(f"{o.sha256}  {OBJECTS_DIR}/{o.key}\n" for o in plan.objects))
+    write_text_atomic(root / MANIFEST_NAME, json.dumps(manifest_document(plan, image, profile_names), indent=2) + "\n")
+    write_text_atomic(root / SUMS_NAME, "".join(f"{o.sha256}  {OBJECTS_DIR}/{o.key}\n" for o in plan.objects))
     result = ProcessResult(
         root,
         len(plan.objects),
@@ -168,13 +158,13 @@ def load_processed(directory: str | Path) -> tuple[dict, list[PlannedObject]]:
     root = Path(directory)
     try:
         document = json.loads((root / MANIFEST_NAME).read_text())
-    except FileNotFoundError:
+    except FileNotFoundError as exc:
         raise InputError(
             f"{root} holds no {MANIFEST_NAME}: it is not a directory nimrunbook processed.",
             hint="Process the cache into it first (nimrunbook profiles process), or give the right directory.",
-        ) from None
+        ) from exc
     except json.JSONDecodeError as exc:
-        raise InputError(f"{root / MANIFEST_NAME} is damaged ({exc}).", hint="Process the cache again.") from None
+        raise InputError(f"{root / MANIFEST_NAME} is damaged ({exc}).", hint="Process the cache again.") from exc
     if document.get("format") != MANIFEST_FORMAT or document.get("version", 0) > MANIFEST_VERSION:
         raise InputError(
             f"{root / MANIFEST_NAME} is format {document.get('format')} version {document.get('version')}; "
@@ -188,11 +178,11 @@ def load_processed(directory: str | Path) -> tuple[dict, list[PlannedObject]]:
     return document, objects
 
 
-def verify_directory(directory: str | Path, progress: ProgressMode = "log") -> list[str]:
+def verify_directory(directory: str | Path, progress: Reporter = SILENT) -> list[str]:
     """Re-hash every object against the manifest; returns the problems (empty when all is well)."""
     _, objects = load_processed(directory)
     problems: list[str] = []
-    with make_progress(progress, "verify directory", sum(o.size for o in objects)) as reporter:
+    with progress.task("verify directory", sum(o.size for o in objects)) as reporter:
         for obj in objects:
             if not obj.source.exists():
                 problems.append(f"missing: {obj.key}")

@@ -21,22 +21,21 @@ import pandas as pd
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from s3transfer.subscribers import BaseSubscriber
 
-from nimrunbook.errors import StorageError, VerificationError
-from nimrunbook.hashing import HashJournal, sha256_file
-from nimrunbook.progress import Progress, ProgressMode, human_bytes, make_progress
-from nimrunbook.store.client import S3Settings, error_code, make_client, storage_error
+from nimrunbook.errors import StorageError, VerificationError, problems_error
+from nimrunbook.hashing import HashJournal
+from nimrunbook.progress import SILENT, Reporter, Task, human_bytes
+from nimrunbook.store.client import S3_FAILURES, SHA_METADATA, S3Settings, make_client, stat_object, storage_error
 from nimrunbook.store.plan import PlannedObject
 
 log = logging.getLogger(__name__)
 
-SHA_METADATA = "sha256"
 # 8 MiB parts (the aws CLI's default too): measured fastest here, and s3transfer raises the part size by
 # itself where a file would need more than S3's 10,000 parts (80 GB at 8 MiB).
 PART_SIZE = 8 * 1024 * 1024
 
 
 class _BytesSubscriber(BaseSubscriber):
-    def __init__(self, progress: Progress) -> None:
+    def __init__(self, progress: Task) -> None:
         self.progress = progress
 
     def on_progress(self, future, bytes_transferred: int, **kwargs) -> None:  # noqa: ARG002
@@ -60,33 +59,12 @@ class TransferResult:
     def raise_for_failures(self) -> None:
         failed = self.table[self.table["status"] == "failed"]
         if len(failed):
-            lines = "\n".join(f"  {row.key}: {row.detail}" for row in failed.head(20).itertuples())
-            raise StorageError(
-                f"{len(failed)} of {len(self.table)} objects were not stored correctly:\n{lines}",
+            raise problems_error(
+                StorageError,
+                f"{len(failed)} of {len(self.table)} objects were not stored correctly",
+                [f"{row.key}: {row.detail}" for row in failed.itertuples()],
                 hint="Run the upload again: complete objects are skipped and the rest are sent again.",
             )
-
-
-def _remote(client, bucket: str, key: str) -> tuple[int, str | None] | None:
-    """(size, recorded sha256) of an object, or None when absent."""
-    try:
-        head = client.head_object(Bucket=bucket, Key=key)
-    except Exception as exc:  # noqa: BLE001
-        if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise
-    return int(head["ContentLength"]), head.get("Metadata", {}).get(SHA_METADATA)
-
-
-def _digest(obj: PlannedObject, journal: HashJournal | None) -> str | None:
-    """The object's sha256; None (with the reason logged) when the file changed since it was recorded."""
-    if obj.sha256 is None:
-        obj.sha256 = journal.sha256(obj.source) if journal else sha256_file(obj.source)
-        return obj.sha256
-    if journal is None or journal.lookup(obj.source) == obj.sha256:
-        return obj.sha256
-    actual = journal.sha256(obj.source)  # identity changed: hash again, once
-    return obj.sha256 if actual == obj.sha256 else None
 
 
 def publish(
@@ -95,15 +73,15 @@ def publish(
     *,
     workers: int = 8,
     journal: HashJournal | None = None,
-    progress: ProgressMode = "log",
+    progress: Reporter = SILENT,
 ) -> TransferResult:
     """Upload ``objects`` to the bucket root; see the module docstring."""
     started = time.monotonic()
     client = make_client(settings, max_connections=workers * 2 + 2)
     try:
         client.head_bucket(Bucket=settings.bucket)
-    except Exception as exc:  # noqa: BLE001
-        raise storage_error(exc, settings, f"access to bucket {settings.bucket}") from None
+    except S3_FAILURES as exc:
+        raise storage_error(exc, settings, f"access to bucket {settings.bucket}") from exc
     rows: dict[str, dict] = {}
 
     def prepare(obj: PlannedObject) -> PlannedObject | None:
@@ -111,11 +89,11 @@ def publish(
         if not obj.source.exists() or obj.source.stat().st_size != obj.size:
             row["detail"] = f"local file {obj.source} is missing or its size changed"
             return None
-        digest = _digest(obj, journal)
+        digest = obj.digest(journal)
         if digest is None:
             row["detail"] = "local file changed since it was hashed into the manifest"
             return None
-        remote = _remote(client, settings.bucket, obj.key)
+        remote = stat_object(client, settings.bucket, obj.key)
         if remote == (obj.size, digest):
             row.update(status="skipped", detail="already in the bucket with the same size and sha256")
             return None
@@ -132,7 +110,7 @@ def publish(
         sum(r["status"] == "skipped" for r in rows.values()),
     )
     config = TransferConfig(max_concurrency=workers, multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE)
-    reporter = make_progress(progress, f"upload {len(pending)} objects", total)
+    reporter = progress.task(f"upload {len(pending)} objects", total)
     with reporter, create_transfer_manager(client, config) as manager:
         futures = [
             (
@@ -155,7 +133,7 @@ def publish(
     for obj, _ in futures:
         if rows[obj.key]["detail"]:
             continue
-        remote = _remote(client, settings.bucket, obj.key)
+        remote = stat_object(client, settings.bucket, obj.key)
         if remote == (obj.size, obj.sha256):
             rows[obj.key].update(status="uploaded", detail="verified: size and sha256")
         else:
@@ -166,7 +144,7 @@ def publish(
     return result
 
 
-def _content_sha256(client, bucket: str, key: str, progress: Progress) -> str:
+def _content_sha256(client, bucket: str, key: str, progress: Task) -> str:
     digest = hashlib.sha256()
     body = client.get_object(Bucket=bucket, Key=key)["Body"]
     for chunk in body.iter_chunks(8 * 1024 * 1024):
@@ -181,7 +159,7 @@ def verify(
     *,
     deep: bool = False,
     workers: int = 8,
-    progress: ProgressMode = "log",
+    progress: Reporter = SILENT,
 ) -> pd.DataFrame:
     """Check the bucket against a manifest: every object present with its size and sha256.
 
@@ -189,12 +167,12 @@ def verify(
     wants after a transfer); otherwise the recorded digest is compared.
     """
     client = make_client(settings, max_connections=workers * 2 + 2)
-    reporter = make_progress(progress, f"verify {len(objects)} objects", sum(o.size for o in objects) if deep else None)
+    reporter = progress.task(f"verify {len(objects)} objects", sum(o.size for o in objects) if deep else None)
 
     def check(obj: PlannedObject) -> dict:
         row = {"key": obj.key, "size": obj.size, "status": "ok", "detail": ""}
         try:
-            remote = _remote(client, settings.bucket, obj.key)
+            remote = stat_object(client, settings.bucket, obj.key)
             if remote is None:
                 row.update(status="missing", detail="not in the bucket")
             elif remote[0] != obj.size:
@@ -203,7 +181,7 @@ def verify(
                 row.update(status="checksum mismatch", detail=f"recorded sha256 {remote[1]}, expected {obj.sha256}")
             elif deep and _content_sha256(client, settings.bucket, obj.key, reporter) != obj.sha256:
                 row.update(status="content mismatch", detail="the bytes stored do not hash to the expected sha256")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - recorded per object (a store's answer, or a read that failed)
             row.update(status="error", detail=storage_error(exc, settings, f"checking {obj.key}").message)
         return row
 
@@ -215,8 +193,9 @@ def verify(
 def require_verified(table: pd.DataFrame) -> None:
     bad = table[table["status"] != "ok"]
     if len(bad):
-        lines = "\n".join(f"  {row.key}: {row.status} ({row.detail})" for row in bad.head(20).itertuples())
-        raise VerificationError(
-            f"{len(bad)} of {len(table)} objects in the bucket do not match the manifest:\n{lines}",
+        raise problems_error(
+            VerificationError,
+            f"{len(bad)} of {len(table)} objects in the bucket do not match the manifest",
+            [f"{row.key}: {row.status} ({row.detail})" for row in bad.itertuples()],
             hint="Publish again to re-send them (matching objects are skipped).",
         )

@@ -1,0 +1,86 @@
+"""A unix-socket proxy in front of the real Docker engine, that a test can cut mid-run.
+
+The engine is shared with every other test and engineer on the machine and
+must never be stopped, so "the engine dies" is played by cutting this proxy:
+its socket goes away and every connection through it is closed, exactly what
+a client sees when the engine stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import tempfile
+import threading
+from pathlib import Path
+
+
+class UnixSocketProxy:
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.path = Path(tempfile.mkdtemp(prefix="nimrunbook-proxy-")) / "docker.sock"
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(str(self.path))
+        self._listener.listen(64)
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._cut = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.path}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                upstream.connect(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self._cut:
+                    client.close()
+                    upstream.close()
+                    return
+                self._sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def cut(self) -> None:
+        """The engine is gone: no socket to connect to, and every open connection closed."""
+        with self._lock:
+            self._cut = True
+            sockets, self._sockets = self._sockets, []
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def __enter__(self) -> UnixSocketProxy:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.cut()
+        with contextlib.suppress(OSError):
+            self.path.parent.rmdir()
