@@ -54,6 +54,7 @@ def publish_groups(run: operations.Run) -> list:
 def image_groups(run: operations.Run, stack: contextlib.ExitStack, image_size: int, wanted: set[str]) -> list:
     say(f"building a test image with a {image_size / 1e9:.2f} GB layer")
     tag, size = ours.big_image(image_size, run.work)
+    stack.callback(lambda: contextlib.suppress(baselines.CommandFailed)(baselines.docker_forget)(tag))
     registries = ours.Registries(run.work / "registries")
     stack.callback(registries.stop)
     image = operations.Image(registries.push_source(tag), size, registries)
@@ -102,17 +103,17 @@ def main(argv: list[str] | None = None) -> int:
                 "files": lambda: [operations.many_files(run, args.files)],
             }
             wanted = {"images", "mirror"} & set(args.sections)
-            if wanted:
-                sections["images"] = lambda: image_groups(run, stack, image_size, wanted)
+            if wanted:  # one test image for both, built where the first of them is asked for
+                first = next(s for s in args.sections if s in wanted)
+                sections[first] = lambda: image_groups(run, stack, image_size, wanted)
             for section in [s for s in args.sections if s in sections]:
                 for group in sections[section]():
                     say("\n".join(report.group_section(group, machine)))
                     groups.append(group)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    info = report.RunInfo(
-        command, size, args.rounds, work.parent, can_drop_caches(), (load_at_start, os.getloadavg()[0])
-    )
+    load = (load_at_start, os.getloadavg()[0])
+    info = report.RunInfo(command, args.rounds, work.parent, can_drop_caches(), load, size, run.payload)
     judged = targets.evaluate({g.key: g for g in groups}, machine)
     text = report.render(info, machine, groups, judged, run.notes)
     output = Path(args.output)
