@@ -19,6 +19,7 @@ from pathlib import Path
 from benchmarks.measure import Contender, Group, Result, Step, interleave, sh
 
 CHUNK = 8 * 1024 * 1024  # the buffer size nimrunbook hashes in
+SHA_BYTES = 128 * CHUNK  # at least this much per core (about a second), so that a hiccup does not set the rate
 
 LIMIT = "limit"  # the side of a primitive's measurement
 COLD_READ, COPY, WRITE, SHA_CORE, SHA_ALL = "cold read", "copy", "write", "sha256, one core", "sha256, all cores"
@@ -125,6 +126,7 @@ def measure(work: Path, size: int, rounds: int, say=print) -> Limits:
     source, copied, written = work / "limit-source.bin", work / "limit-copy.bin", work / "limit-write.bin"
     sh(f"head -c {size} /dev/urandom > {source}")
     n = cores()
+    hashed = max(size, SHA_BYTES)
 
     def remove_outputs() -> None:
         copied.unlink(missing_ok=True)
@@ -134,8 +136,8 @@ def measure(work: Path, size: int, rounds: int, say=print) -> Limits:
         Contender(COLD_READ, LIMIT, {"read": Step(lambda: _cold_read(source))}, size),
         Contender(COPY, LIMIT, {"copy": Step(lambda: _copy(source, copied))}, size, reset=remove_outputs),
         Contender(WRITE, LIMIT, {"write": Step(lambda: _write(written, size))}, size, reset=remove_outputs),
-        Contender(SHA_CORE, LIMIT, {"hash": Step(lambda: _sha256_threads(size, 1))}, size),
-        Contender(SHA_ALL, LIMIT, {"hash": Step(lambda: _sha256_threads(size * n, n))}, size * n),
+        Contender(SHA_CORE, LIMIT, {"hash": Step(lambda: _sha256_threads(hashed, 1))}, hashed),
+        Contender(SHA_ALL, LIMIT, {"hash": Step(lambda: _sha256_threads(hashed * n, n))}, hashed * n),
     ]
     say(f"machine limits on {size / 1e9:.2f} GB, {n} cores")
     results = interleave(contenders, rounds, say)
