@@ -81,7 +81,7 @@ def _of_limit(
         if measured <= 1.15 * serial:
             how = f"about what one thread reaches doing {io} and hashing in turn ({rate(serial)}): nothing overlapped"
         elif measured <= 1.15 * one_core:
-            how = f"about what one core hashes ({rate(one_core)}): hashing was not spread over the cores"
+            how = f"no faster than one core hashes ({rate(one_core)}): hashing was not spread over the cores"
         else:
             how = f"faster than one core hashes ({rate(one_core)}) but short of the limit"
         target.why = f"{what} ran at {rate(measured)}, {how}."
