@@ -117,6 +117,7 @@ class Group:
 
     key: str  # how targets find it, e.g. "bundle"
     title: str
+    noun: str  # what the targets call it, before an operation: "Bundle" (create), "Cold" (process)
     results: list[Result]
     limits: dict[str, str] = field(default_factory=dict)  # operation -> the limit that applies (see limits.py)
     notes: list[str] = field(default_factory=list)

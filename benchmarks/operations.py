@@ -54,9 +54,9 @@ class Run:
     def scratch(self, name: str) -> Path:
         return self.work / name
 
-    def group(self, key: str, title: str, contenders: list[Contender], limits: dict[str, str]) -> Group:
+    def group(self, key: str, title: str, noun: str, contenders: list[Contender], limits: dict[str, str]) -> Group:
         self.say(f"{title}: {', '.join(c.name for c in contenders)}")
-        return Group(key, title, interleave(contenders, self.rounds, self.say), limits)
+        return Group(key, title, noun, interleave(contenders, self.rounds, self.say), limits)
 
 
 def remove(*paths: Path) -> Callable[[], None]:
@@ -99,7 +99,9 @@ def process(run: Run) -> Group:
             reset=reset,
         ),
     ]
-    group = run.group("process", "Process the cache into the NIM layout, cold", contenders, {"process": HASHED_READ})
+    group = run.group(
+        "process", "Process the cache into the NIM layout, cold", "Cold", contenders, {"process": HASHED_READ}
+    )
     group.notes.append(
         "The guide's `process_nim_cache.py --process` is not public; `cp -rL` + `sha256sum` stands for a "
         "script that makes a separate, hashed copy (shared blobs are copied once per link)."
@@ -149,7 +151,7 @@ def bundle(run: Run) -> Group:
         ),
     ]
     limits = {"create": HASHED_COPY, "verify": HASHED_READ}
-    group = run.group("bundle", "Bundle the profiles onto the media and verify them", contenders, limits)
+    group = run.group("bundle", "Bundle the profiles onto the media and verify them", "Bundle", contenders, limits)
     group.notes.append(
         "The media is a directory on the same filesystem. Ours fsyncs every file it writes, so the fair `tar` is "
         "followed by `sync` of the archive; the guide's commands are run as written."
@@ -206,7 +208,7 @@ def publish(run: Run, server: ours.S3Server) -> Group:
         ),
     ]
     key = "publish-" + ("rclone" if "rclone" in server.name else "moto")
-    group = run.group(key, f"Publish to S3: {server.name}", contenders, {"upload": FASTEST_CLIENT})
+    group = run.group(key, f"Publish to S3: {server.name}", "Publish", contenders, {"upload": FASTEST_CLIENT})
     group.notes += server.notes
     group.notes.append(
         f"Every client sends the processed directory's {profiles.files} objects to the same empty bucket; the "
@@ -281,7 +283,9 @@ def images(run: Run, image: Image) -> Group:
         ),
     ]
     limits = {"export": HASHED_COPY, "import": HASHED_COPY}
-    group = run.group("images", "Image: export onto the media, import into the registry inside", contenders, limits)
+    group = run.group(
+        "images", "Image: export onto the media, import into the registry inside", "Image", contenders, limits
+    )
     group.notes.append(
         "The guide names `crane cp` to an OCI layout then `tar -czf`, or `docker save -o nim-images.tgz` (which "
         "writes an uncompressed tar whatever the name says; that is the fair Docker path here). crane has no "
@@ -316,7 +320,13 @@ def mirror(run: Run, image: Image) -> Group:
             image.size,
         ),
     ]
-    return run.group("mirror", "Image: registry to registry (the network path)", contenders, {"copy": HASHED_COPY})
+    return run.group(
+        "mirror",
+        "Image: registry to registry (the network path)",
+        "Registry-to-registry image",
+        contenders,
+        {"copy": HASHED_COPY},
+    )
 
 
 def many_files(run: Run, count: int, file_bytes: int = 4096) -> Group:
@@ -339,7 +349,7 @@ def many_files(run: Run, count: int, file_bytes: int = 4096) -> Group:
                 reset=remove(out, journal),
             )
         )
-    group = run.group("files", "Plan and process a profile of many small files", contenders, {})
+    group = run.group("files", "Plan and process a profile of many small files", "Many-file", contenders, {})
     group.notes.append(
         f"One profile whose files are {file_bytes} bytes each (a checkpoint in many shards), in the stand-in's "
         "manifest format and cache layout; `plan` parses the manifest and resolves every file in the cache, "
