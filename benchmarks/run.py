@@ -67,7 +67,7 @@ def publish_groups(run: operations.Run) -> list:
 
 
 def forget_image(tag: str) -> None:
-    """Remove the test image from the engine (it may be GBs); already gone is fine."""
+    """Remove the test image and all its names from the engine (it may be GBs); already gone is fine."""
     with contextlib.suppress(baselines.CommandFailed):
         baselines.docker_forget(tag)
 
@@ -75,10 +75,11 @@ def forget_image(tag: str) -> None:
 def image_groups(run: operations.Run, stack: contextlib.ExitStack, image_size: int, wanted: set[str]) -> list:
     say(f"building a test image with a {image_size / 1e9:.2f} GB layer")
     tag, size = ours.big_image(image_size, run.work)
-    stack.callback(forget_image, tag)
+    stack.callback(forget_image, tag)  # until it is pushed
     registries = ours.Registries(run.work / "registries")
     stack.callback(registries.stop)
     image = operations.Image(registries.push_source(tag), size, registries)
+    stack.callback(forget_image, image.ref)  # `docker load` brings the image back under this name only
     run.payload.append(f"Image: the stand-in image plus one layer of incompressible bytes, {size / 1e9:.2f} GB in all.")
     groups = [operations.images(run, image)] if "images" in wanted else []
     return groups + ([operations.mirror(run, image)] if "mirror" in wanted else [])

@@ -50,3 +50,4 @@ def test_harness_runs_end_to_end_and_reports_every_section(docker, tmp_path):
     assert "failed:" not in report
     assert report.count("| not measured |") == 1  # publish only: its S3 clients are left out here
     assert not (tmp_path / "work").exists()  # scratch removed
+    assert not docker.images.list(name="nimrunbook/bench-image")  # and the test image, whatever names it got
