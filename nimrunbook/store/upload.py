@@ -75,7 +75,9 @@ def _remote(client, bucket: str, key: str) -> tuple[int, str | None] | None:
         if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
             return None
         raise
-    return int(head["ContentLength"]), head.get("Metadata", {}).get(SHA_METADATA)
+    # Metadata names are HTTP header names, so case-insensitive: AWS answers x-amz-meta-sha256, rclone -Sha256.
+    metadata = {name.lower(): value for name, value in head.get("Metadata", {}).items()}
+    return int(head["ContentLength"]), metadata.get(SHA_METADATA)
 
 
 def _digest(obj: PlannedObject, journal: HashJournal | None) -> str | None:
