@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
@@ -39,14 +40,44 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):  # closed while we look
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    except OSError:  # the process is gone
+        pass
+    return inodes
+
+
+def listening_ports(pids: Iterable[int]) -> set[int]:
+    """The TCP ports these processes listen on: their sockets' inodes, found in /proc/net/tcp and tcp6."""
+    inodes = set().union(*(_socket_inodes(pid) for pid in pids))
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
 def wait_for_port(process: subprocess.Popen, port: int, what: str, log_file: Path, timeout: float = 30.0) -> None:
-    """Wait until ``process`` listens on ``port``; if it exits first, say so at once with the end of its log."""
+    """Wait until ``process`` itself listens on ``port``; if it exits first, say so at once with the end of its log.
+
+    Itself: a free port can be taken by someone else between choosing it and binding it, and then a server
+    that answers there is not ours.
+    """
 
     def listening() -> bool:
         if process.poll() is not None:
             tail = log_file.read_text(errors="replace")[-1500:].strip() if log_file.exists() else ""
             raise RuntimeError(f"{what} exited with code {process.returncode}; the end of {log_file}:\n{tail}")
-        return port_open(port)
+        return port in listening_ports([process.pid])
 
     wait_until(listening, what, timeout)
 
