@@ -71,6 +71,7 @@ def ngc_image(docker, standin_image, ngc_registry) -> str:
 
 
 from nimrunbook.nim import download_profiles  # noqa: E402
+from nimrunbook.sandbox.rclone import RcloneS3Sandbox, new_key  # noqa: E402
 from nimrunbook.sandbox.s3 import S3Sandbox, ensure_hosts_entries  # noqa: E402
 
 VLLM = "4f904d571fe60ff24695b5ee2aa42da58cb460787a968f1e8a09f5a7e862728d"
@@ -101,23 +102,26 @@ def standin_manifest(docker, standin_image):
     return read_manifest(docker, standin_image)[0]
 
 
+TEST_BUCKETS = (
+    "nim-profiles",
+    "nim-inside",
+    "nim-mixed",
+    "nim-resume",
+    "nim-changed",
+    "nim-direct",
+    "nim-bundle",
+    "nim-split",
+    "nim-nb",
+    "nim-nb-inside",
+)
+
+
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory):
     """moto behind nginx TLS (test CA, SAN *.s3.example.test), with IAM checked: users admin and reader."""
     assert ensure_hosts_entries() or os.environ.get("CI") is None, "cannot add the sandbox names to /etc/hosts"
     sandbox = S3Sandbox(root=tmp_path_factory.mktemp("s3")).start()
-    for bucket in (
-        "nim-profiles",
-        "nim-inside",
-        "nim-mixed",
-        "nim-resume",
-        "nim-changed",
-        "nim-direct",
-        "nim-bundle",
-        "nim-split",
-        "nim-nb",
-        "nim-nb-inside",
-    ):
+    for bucket in TEST_BUCKETS:
         sandbox.create_bucket(bucket)
     sandbox.create_user("admin", ["s3:*"])
     sandbox.create_user("ecr-admin", ["ecr:*"])
@@ -126,6 +130,33 @@ def s3(tmp_path_factory):
     sandbox.enforce_auth()
     yield sandbox
     sandbox.stop()
+
+
+@pytest.fixture(scope="session")
+def rclone_s3(tmp_path_factory):
+    """rclone serve s3 over a folder, with its own TLS (same test CA shape, SAN *.s3.example.test).
+
+    The same buckets and user names as ``s3``, but rclone has no per-key policies: ``reader`` may write too
+    (``enforces_policies`` is False), and user metadata lives in the server's memory.
+    """
+    assert ensure_hosts_entries() or os.environ.get("CI") is None, "cannot add the sandbox names to /etc/hosts"
+    sandbox = RcloneS3Sandbox(root=tmp_path_factory.mktemp("rclone-s3"))
+    for user in ("admin", "ecr-admin", "reader"):
+        sandbox.credentials[user] = new_key()  # before start: adding a key later restarts the server
+    sandbox.start()
+    for bucket in TEST_BUCKETS:
+        sandbox.create_bucket(bucket)
+    yield sandbox
+    sandbox.stop()
+
+
+@pytest.fixture(scope="session", params=["moto", "rclone"])
+def any_s3(request):
+    """Each S3 server of the sandbox in turn, for tests of what every S3 server must do alike.
+
+    Tests of a read-only key need ``sandbox.enforces_policies`` (moto only).
+    """
+    return request.getfixturevalue("s3" if request.param == "moto" else "rclone_s3")
 
 
 def s3_settings(sandbox: S3Sandbox, bucket: str = "nim-profiles", user: str = "admin", **overrides):
