@@ -44,12 +44,13 @@ def docker():
 
 @pytest.fixture(scope="session")
 def standin_image(docker) -> str:
-    return build_standin_image(docker, "1.8.5")
+    # pinned: a ref that a build of another checkout on a shared engine cannot move to another image
+    return build_standin_image(docker, "1.8.5", pinned=True)
 
 
 @pytest.fixture(scope="session")
 def standin_image_next(docker) -> str:
-    return build_standin_image(docker, "1.8.6")
+    return build_standin_image(docker, "1.8.6", pinned=True)
 
 
 @pytest.fixture(scope="session")
@@ -118,10 +119,12 @@ def s3(tmp_path_factory):
         "nim-split",
         "nim-nb",
         "nim-nb-inside",
+        "nim-smoke",
     ):
         sandbox.create_bucket(bucket)
     sandbox.create_user("admin", ["s3:*"])
     sandbox.create_user("ecr-admin", ["ecr:*"])
+    sandbox.create_user("iam-admin", ["iam:*"])  # changes other users' policies mid-test (tests/test_smoke.py)
     # moto names the HeadBucket permission s3:HeadBucket (AWS folds it into s3:ListBucket).
     sandbox.create_user("reader", ["s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:HeadBucket"])
     sandbox.enforce_auth()
@@ -162,3 +165,39 @@ def ngc_images(docker, standin_image, standin_image_next, ngc_registry, ngc_imag
     for event in docker.api.push(second, stream=True, decode=True):
         assert "error" not in event, event
     return [ngc_image, second]
+
+
+# -- the smoke test's bucket: profiles published as step 04 does, for the NIM (stand-in) to read -----------
+
+SMOKE_BUCKET = "nim-smoke"
+
+
+@pytest.fixture(scope="session")
+def smoke_published(s3, standin_manifest, downloaded_cache, tmp_path_factory):
+    """vLLM and one L40S engine profile processed (nim-objects.json) and published to nim-smoke by the admin."""
+    from nimrunbook.store import plan_publish, process_to_directory, publish
+
+    plan = plan_publish(standin_manifest, downloaded_cache, [VLLM, L40S_BF16])
+    directory = tmp_path_factory.mktemp("smoke-published")
+    process_to_directory(plan, directory, image="nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5", progress="none")
+    publish(plan.objects, s3_settings(s3, SMOKE_BUCKET), workers=4, progress="none").raise_for_failures()
+    return directory
+
+
+def s3_admin_client(sandbox: S3Sandbox, service: str = "s3"):
+    """boto3 for changing the sandbox behind the tests' back: objects (admin) or IAM policies (iam-admin)."""
+    import boto3
+
+    user = "iam-admin" if service == "iam" else "admin"
+    key_id, secret = sandbox.credentials[user]
+    if service == "iam":
+        return boto3.client(
+            "iam",
+            endpoint_url=f"http://127.0.0.1:{sandbox.moto_port}",
+            region_name=sandbox.region,
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
+        )
+    from nimrunbook.store import make_client
+
+    return make_client(s3_settings(sandbox, SMOKE_BUCKET))
