@@ -179,7 +179,11 @@ def smoke_published(s3, standin_manifest, downloaded_cache, tmp_path_factory):
 
     plan = plan_publish(standin_manifest, downloaded_cache, [VLLM, L40S_BF16])
     directory = tmp_path_factory.mktemp("smoke-published")
-    process_to_directory(plan, directory, image="nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5", progress="none")
+    from nimrunbook.standin.catalog import PROFILES_1_8_5
+
+    names = {p.id: p.name for p in PROFILES_1_8_5}
+    image = "nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5"
+    process_to_directory(plan, directory, image=image, profile_names=names, progress="none")
     publish(plan.objects, s3_settings(s3, SMOKE_BUCKET), workers=4, progress="none").raise_for_failures()
     return directory
 

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from nimrunbook import __version__
-from nimrunbook.cli import bundle, datarobot, images, nim, profiles, runs
+from nimrunbook.cli import bundle, datarobot, images, nim, profiles, runs, smoke
 from nimrunbook.errors import NimRunbookError
 from nimrunbook.redact import RedactingFilter, redact
 
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     bundle.add_commands(commands)
     datarobot.add_commands(commands)
     runs.add_commands(commands)
+    smoke.add_commands(commands)
     return parser
 
 

@@ -56,6 +56,7 @@ APPLETS = (
     "id",
     "env",
     "du",
+    "nc",  # tests probe the smoke test's network with it
 )
 _BIN = Path(__file__).parent / "bin"
 
