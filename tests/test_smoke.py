@@ -294,3 +294,87 @@ def test_cli_passes_then_names_the_missing_image(docker, mirrored, s3, smoke_pub
     assert main(["smoke-test", "nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5", *common]) == 2
     assert "internal registry" in capsys.readouterr().err
     assert list(Path(tmp_path).iterdir()) == []
+
+
+def test_a_named_aws_profile_reaches_the_nim_as_a_credentials_file(
+    docker, mirrored, s3, smoke_published, tmp_path, monkeypatch
+):
+    """The NIM Operator's way: AWS_PROFILE and a credentials file, no key in the container's environment."""
+    from nimrunbook.store import S3Settings
+
+    key_id, secret = s3.credentials["reader"]
+    credentials = tmp_path / "credentials"
+    credentials.write_text(f"[smoke-reader]\naws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    settings = S3Settings(
+        SMOKE_BUCKET, endpoint_url=s3.endpoint_url, ca_bundle=str(s3.certs.ca_bundle), profile="smoke-reader"
+    )
+    scratch = tmp_path / "scratch"
+    result = smoke_test(docker, mirrored, [VLLM], load_published(smoke_published), settings, scratch_dir=scratch)
+    assert result.ok, result.frame().to_string()
+    assert result.credentials.startswith("profile smoke-reader")
+    assert {"AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE"} <= set(result.environment)
+    assert "AWS_ACCESS_KEY_ID" not in result.environment and "AWS_SECRET_ACCESS_KEY" not in result.environment
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_download_that_does_not_finish_in_time_is_stopped_once(
+    docker, mirrored, s3, smoke_published, reader, tmp_path
+):
+    result = smoke_test(
+        docker,
+        mirrored,
+        [VLLM],
+        load_published(smoke_published),
+        reader,
+        scratch_dir=tmp_path,
+        environment={"NIM_STANDIN_SECONDS_PER_FILE": "5"},
+        timeout=2,
+        progress="none",
+    )
+    (profile,) = result.profiles
+    assert profile.cause == Cause.TIMED_OUT and "did not finish within 2 s" in profile.detail
+    assert len(result.runs) == 1 and result.runs[0].timed_out
+    assert list(tmp_path.iterdir()) == [] and _leftovers(docker) == ([], [])
+
+
+def test_an_ngc_key_is_never_passed_even_when_asked(docker, mirrored, s3, smoke_published, reader, tmp_path):
+    from nimrunbook.errors import InputError
+
+    with pytest.raises(InputError, match="without an NGC key"):
+        smoke_test(
+            docker,
+            mirrored,
+            [VLLM],
+            load_published(smoke_published),
+            reader,
+            scratch_dir=tmp_path,
+            environment={"NGC_API_KEY": FAKE_NGC_KEY},
+            progress="none",
+        )
+    assert list(tmp_path.iterdir()) == [] and _leftovers(docker) == ([], [])
+
+
+def test_an_image_that_carries_an_ngc_key_is_refused_without_showing_it(
+    docker, mirrored, s3, smoke_published, reader, tmp_path
+):
+    from nimrunbook.errors import DockerError
+
+    keyed = mirrored.rsplit(":", 1)[0] + ":1.8.5-keyed"
+    container = docker.containers.create(mirrored, ["true"])
+    try:
+        container.commit(
+            repository=keyed.rsplit(":", 1)[0], tag="1.8.5-keyed", changes=[f"ENV NGC_API_KEY={FAKE_NGC_KEY}"]
+        )
+    finally:
+        container.remove(force=True)
+    try:
+        for event in docker.api.push(keyed, stream=True, decode=True):
+            assert "error" not in event, event
+        with pytest.raises(DockerError, match="sets NGC_API_KEY in its own environment") as raised:
+            smoke_test(docker, keyed, [VLLM], load_published(smoke_published), reader, scratch_dir=tmp_path)
+        assert FAKE_NGC_KEY not in str(raised.value)
+    finally:
+        docker.images.remove(keyed, force=True)
+    assert list(tmp_path.iterdir()) == [] and _leftovers(docker) == ([], [])

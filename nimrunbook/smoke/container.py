@@ -183,12 +183,15 @@ def run_download(
             )
         container.start()
 
+        stopped = threading.Event()
+
         def watch() -> None:
             deadline = time.monotonic() + timeout if timeout else None
             while not finished.wait(1):
                 if poll:
                     poll()
                 if deadline and time.monotonic() > deadline:
+                    stopped.set()
                     with contextlib.suppress(docker.errors.APIError):
                         container.kill()
                     return
@@ -214,9 +217,10 @@ def run_download(
                 f"The Docker engine stopped answering during the smoke test's download-to-cache ({type(exc).__name__}).",
                 hint="Check that the engine is running (`docker info`), then run the smoke test again.",
             ) from exc
-        if timeout and time.monotonic() - started > timeout and code != 0:
+        if stopped.is_set():
             lines.append(f"nimrunbook: download-to-cache did not finish within {timeout:.0f} s and was stopped")
-        return DownloadRun(list(profile_ids), code, round(time.monotonic() - started, 3), "\n".join(lines)), names
+        seconds = round(time.monotonic() - started, 3)
+        return DownloadRun(list(profile_ids), code, seconds, "\n".join(lines), stopped.is_set()), names
     finally:
         finished.set()
         with contextlib.suppress(docker.errors.APIError):

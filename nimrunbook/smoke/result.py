@@ -30,6 +30,7 @@ class Cause(StrEnum):
     TLS_NOT_TRUSTED = "TLS not trusted"
     ENDPOINT_UNREACHABLE = "endpoint unreachable"
     NGC_WANTED = "NIM asked for NGC"
+    TIMED_OUT = "timed out"
     NOT_RECORDED = "not in the publish record"
     DOWNLOAD_FAILED = "download failed"
 
@@ -54,13 +55,15 @@ FIXES: dict[Cause, str] = {
     "host's firewall drops traffic from Docker networks, run the smoke test with network='host'.",
     Cause.NGC_WANTED: "This NIM did not read NIM_REPOSITORY_OVERRIDE for download-to-cache: check the NIM version "
     "supports s3:// repository overrides.",
+    Cause.TIMED_OUT: "download-to-cache did not finish in the time given: allow more (timeout), or find what it "
+    "waits for in its last lines (a slow or stalled endpoint).",
     Cause.NOT_RECORDED: "The publish record has no checksum for this file: publish the profile (step 04 or 06) and "
     "give that step's record.",
     Cause.DOWNLOAD_FAILED: "Read the NIM's last lines (in the result's runs) and fix what they say.",
 }
 
 # Causes that stop every profile alike: re-running profile by profile would only repeat them.
-SHARED_CAUSES = frozenset({Cause.TLS_NOT_TRUSTED, Cause.ENDPOINT_UNREACHABLE, Cause.NGC_WANTED})
+SHARED_CAUSES = frozenset({Cause.TLS_NOT_TRUSTED, Cause.ENDPOINT_UNREACHABLE, Cause.NGC_WANTED, Cause.TIMED_OUT})
 
 _PATTERNS: tuple[tuple[Cause, re.Pattern[str]], ...] = (
     (Cause.NGC_WANTED, re.compile(r"NGC_API_KEY|NGC_CLI_API_KEY|api\.ngc\.nvidia\.com|authn\.nvidia\.com")),
@@ -132,6 +135,7 @@ class DownloadRun:
     exit_code: int
     seconds: float
     output: str = field(repr=False, default="")  # redacted
+    timed_out: bool = False
 
     @property
     def last_lines(self) -> list[str]:
@@ -189,7 +193,13 @@ class SmokeResult:
         """For the run record: everything but the NIM's full output (its last lines are kept)."""
         document = asdict(self)
         document["runs"] = [
-            {"profiles": r.profiles, "exit_code": r.exit_code, "seconds": r.seconds, "last_lines": r.last_lines}
+            {
+                "profiles": r.profiles,
+                "exit_code": r.exit_code,
+                "seconds": r.seconds,
+                "timed_out": r.timed_out,
+                "last_lines": r.last_lines,
+            }
             for r in self.runs
         ]
         document["ok"] = self.ok

@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import docker
@@ -35,7 +35,7 @@ from nimrunbook.images.docker_backend import DockerBackend
 from nimrunbook.nim import cache_usage, check_free_space, prepare_cache_dir, read_manifest
 from nimrunbook.progress import ProgressMode, make_progress
 from nimrunbook.smoke import cache as scratch_cache
-from nimrunbook.smoke.container import container_inputs, run_download
+from nimrunbook.smoke.container import CONTAINER_CACHE, container_inputs, run_download
 from nimrunbook.smoke.expected import ExpectedObject, Published
 from nimrunbook.smoke.network import LABEL, NETWORKS, open_network
 from nimrunbook.smoke.result import SHARED_CAUSES, Cause, DownloadRun, FileCheck, ProfileCheck, SmokeResult, classify
@@ -141,27 +141,40 @@ def _blamed(run: DownloadRun, files: list[scratch_cache.WantedFile]) -> dict[str
     return named
 
 
-def smoke_test(
-    client: docker.DockerClient,
-    image: str,
-    profile_ids: Sequence[str],
-    expected: Published | Iterable[ExpectedObject] | Mapping[str, ExpectedObject],
-    settings: S3Settings,
-    *,
-    access: RegistryAccess | None = None,
-    scratch_dir: str | Path | None = None,
-    network: str = "isolated",
-    environment: Mapping[str, str] | None = None,
-    timeout: float | None = None,
-    progress: ProgressMode = "log",
-) -> SmokeResult:
-    """Run the smoke test of ``image`` (its ref in the internal registry) against ``settings`` (read-only key).
+def _cause(run: DownloadRun) -> tuple[Cause, str]:
+    return (Cause.TIMED_OUT, run.last_lines[-1]) if run.timed_out else classify(run.output)
 
-    ``expected``: the objects as published (:func:`~nimrunbook.smoke.load_published`). ``network``:
-    ``"isolated"`` (only the object store) or ``"host"``. A failed profile is a result, not an exception
-    (see :meth:`SmokeResult.raise_for_failure`); bad inputs and an unreachable engine raise.
+
+def _download_all(
+    download: Callable[[list[str]], DownloadRun], ids: list[str], files: list[scratch_cache.WantedFile], scratch: Path
+) -> dict[str, tuple[Cause, str]]:
+    """download-to-cache for every profile at once, as DataRobot asks; the failures, per profile.
+
+    A failure that names one object blames the profiles that need it; the profiles the run did not reach are
+    run one by one, unless the cause is one that stops every profile alike.
     """
-    started = time.monotonic()
+    by_profile = {pid: [f for f in files if f.profile_id == pid] for pid in ids}
+    outcome: dict[str, tuple[Cause, str]] = {}
+    first = download(ids)
+    if first.exit_code == 0:
+        return outcome
+    cause, line = _cause(first)
+    for pid, named in _blamed(first, files).items():
+        outcome[pid] = (cause, f"{named}: {line}")
+    pending = [pid for pid in ids if pid not in outcome and not scratch_cache.fetched(scratch, by_profile[pid])]
+    for pid in pending:
+        if cause in SHARED_CAUSES or pending == ids == [pid]:  # a re-run would only repeat it
+            outcome[pid] = (cause, line)
+            continue
+        alone = download([pid])
+        if alone.exit_code != 0:
+            own_cause, own_line = _cause(alone)
+            named = _blamed(alone, by_profile[pid]).get(pid)
+            outcome[pid] = (own_cause, f"{named}: {own_line}" if named else own_line)
+    return outcome
+
+
+def _checked(image: str, profile_ids: Sequence[str], network: str, settings: S3Settings) -> tuple[ImageRef, list[str]]:
     ref = ImageRef.parse(image)
     if ref.registry == NGC_REGISTRY:
         raise InputError(
@@ -179,26 +192,11 @@ def smoke_test(
             "The smoke test checks TLS as the NIM does, so it cannot run with TLS verification off.",
             hint="Give the CA bundle that signed the endpoint's certificate (s3_ca_bundle / --ca-bundle).",
         )
-    published = _published(expected)
-    names = published.profile_names
-    result = SmokeResult(
-        image=str(ref),
-        digest=None,
-        bucket=settings.bucket,
-        endpoint_url=settings.endpoint_url,
-        region=settings.region,
-        network=network,
-        credentials="",
-        environment=[],
-        profiles=[],
-    )
-    digest, failure = _pull(client, ref, access or RegistryAccess())
-    if failure:
-        cause, detail = failure
-        result.profiles = [ProfileCheck(pid, names.get(pid), False, False, False, 0, 0, cause, detail) for pid in ids]
-        result.seconds = round(time.monotonic() - started, 3)
-        return result
-    result.digest = digest
+    return ref, ids
+
+
+def _wanted(client: docker.DockerClient, ref: ImageRef, ids: list[str]) -> list[scratch_cache.WantedFile]:
+    """The files the profiles need, from the pulled image's own manifest."""
     manifest, _ = read_manifest(client, str(ref))
     unknown = [pid for pid in ids if manifest.profile(pid) is None]
     if unknown:
@@ -206,66 +204,78 @@ def smoke_test(
             f"{ref} does not offer the profile ids {', '.join(unknown)}.",
             hint="Give ids of this image's manifest: the ones selected and published for it.",
         )
-    files = scratch_cache.wanted_files(manifest, ids)
-    by_profile = {pid: [f for f in files if f.profile_id == pid] for pid in ids}
+    return scratch_cache.wanted_files(manifest, ids)
+
+
+def smoke_test(
+    client: docker.DockerClient,
+    image: str,
+    profile_ids: Sequence[str],
+    expected: Published | Iterable[ExpectedObject] | Mapping[str, ExpectedObject],
+    settings: S3Settings,
+    *,
+    access: RegistryAccess | None = None,
+    scratch_dir: str | Path | None = None,
+    network: str = "isolated",
+    environment: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    progress: ProgressMode = "log",
+) -> SmokeResult:
+    """Run the smoke test of ``image`` (its ref in the internal registry) against ``settings`` (read-only key).
+
+    ``expected``: the objects as published (:func:`~nimrunbook.smoke.load_published`). ``network``:
+    ``"isolated"`` (only the object store) or ``"host"``. ``environment``: extra variables for the NIM (never
+    an NGC key). A failed profile is a result, not an exception (see :meth:`SmokeResult.raise_for_failure`);
+    bad inputs and an unreachable engine raise.
+    """
+    started = time.monotonic()
+    ref, ids = _checked(image, profile_ids, network, settings)
+    published = _published(expected)
+    names = published.profile_names
+    result = SmokeResult(str(ref), None, settings.bucket, settings.endpoint_url, settings.region, network, "", [], [])
+    result.digest, failure = _pull(client, ref, access or RegistryAccess())
+    if failure:
+        cause, detail = failure
+        result.profiles = [ProfileCheck(pid, names.get(pid), False, False, False, 0, 0, cause, detail) for pid in ids]
+        result.seconds = round(time.monotonic() - started, 3)
+        return result
+    files = _wanted(client, ref, ids)
     needed = sum(published.objects[k].size for k in {f.key for f in files} if k in published.objects)
-    scratch = _scratch_directory(scratch_dir, needed)
     run_id = uuid.uuid4().hex[:12]
-    outcome: dict[str, tuple[Cause, str]] = {}
-    checks: list[FileCheck] = []
-    try:
-        with (
-            _sigterm_interrupts(),
-            tempfile.TemporaryDirectory(prefix="nimrunbook-smoke-inputs-") as private,
-            open_network(client, settings, network, run_id) as net,
-        ):
-            inputs = container_inputs(settings, net, Path(private), environment)
-            inputs.volumes[str(scratch)] = {"bind": "/opt/nim/.cache", "mode": "rw"}
-            result.credentials, result.network = inputs.credentials, net.description
-            reporter = make_progress(progress, f"smoke test: download {len(ids)} profiles", needed or None)
+    with _sigterm_interrupts():
+        scratch = _scratch_directory(scratch_dir, needed)
+        try:
+            with (
+                tempfile.TemporaryDirectory(prefix="nimrunbook-smoke-inputs-") as private,
+                open_network(client, settings, network, run_id) as net,
+            ):
+                inputs = container_inputs(settings, net, Path(private), environment)
+                inputs.volumes[str(scratch)] = {"bind": CONTAINER_CACHE, "mode": "rw"}
+                result.credentials, result.network = inputs.credentials, net.description
 
-            def download(batch: list[str]) -> DownloadRun:
-                run, result.environment = run_download(
-                    client,
-                    str(ref),
-                    batch,
-                    inputs,
-                    net,
-                    labels={LABEL: run_id},
-                    poll=lambda: reporter.set(cache_usage(scratch)[1]),
-                    on_line=lambda line: log.info("[download-to-cache] %s", line),
-                    timeout=timeout,
-                )
-                result.runs.append(run)
-                return run
+                def download(batch: list[str]) -> DownloadRun:
+                    run, result.environment = run_download(
+                        client,
+                        str(ref),
+                        batch,
+                        inputs,
+                        net,
+                        labels={LABEL: run_id},
+                        poll=lambda: reporter.set(cache_usage(scratch)[1]),
+                        on_line=lambda line: log.info("[download-to-cache] %s", line),
+                        timeout=timeout,
+                    )
+                    result.runs.append(run)
+                    return run
 
-            try:
-                first = download(ids)
-                if first.exit_code != 0:
-                    cause, line = classify(first.output)
-                    for pid, named in _blamed(first, files).items():
-                        outcome[pid] = (cause, f"{named}: {line}")
-                    pending = [
-                        pid for pid in ids if pid not in outcome and not scratch_cache.fetched(scratch, by_profile[pid])
-                    ]
-                    for pid in pending:
-                        if cause in SHARED_CAUSES:
-                            outcome[pid] = (cause, line)
-                            continue
-                        alone = download([pid])
-                        if alone.exit_code != 0:
-                            own_cause, own_line = classify(alone.output)
-                            named = _blamed(alone, by_profile[pid]).get(pid)
-                            outcome[pid] = (own_cause, f"{named}: {own_line}" if named else own_line)
-            finally:
-                reporter.set(cache_usage(scratch)[1])
-                reporter.close()
+                with make_progress(progress, f"smoke test: download {len(ids)} profiles", needed or None) as reporter:
+                    outcome = _download_all(download, ids, files, scratch)
+                    reporter.set(cache_usage(scratch)[1])
             with make_progress(progress, "smoke test: compare with the publish record", needed or None) as hashing:
-                checks = scratch_cache.compare(scratch, files, published, hashing)
-    finally:
-        result.scratch_removed = _remove_scratch(client, str(ref), scratch)
-    result.files = checks
-    result.profiles = [_verdict(pid, names.get(pid), outcome.get(pid), checks) for pid in ids]
+                result.files = scratch_cache.compare(scratch, files, published, hashing)
+        finally:
+            result.scratch_removed = _remove_scratch(client, str(ref), scratch)
+    result.profiles = [_verdict(pid, names.get(pid), outcome.get(pid), result.files) for pid in ids]
     result.seconds = round(time.monotonic() - started, 3)
     log.info("%s", result.summary())
     return result
