@@ -378,3 +378,24 @@ def test_an_image_that_carries_an_ngc_key_is_refused_without_showing_it(
     finally:
         docker.images.remove(keyed, force=True)
     assert list(tmp_path.iterdir()) == [] and _leftovers(docker) == ([], [])
+
+
+def test_a_scratch_cache_we_may_not_remove_is_removed_by_a_container(docker, mirrored, tmp_path, monkeypatch):
+    """As a non-root user, what the container's UID 1000 wrote cannot be removed by us; the image's rm can."""
+    from nimrunbook.smoke import run
+
+    scratch = tmp_path / "scratch"
+    (scratch / "ngc" / "hub" / "blobs").mkdir(parents=True)
+    (scratch / "ngc" / "hub" / "blobs" / "abc").write_bytes(b"x" * 10)
+    (scratch / ".hidden").write_text("x")
+    real_rmtree, calls = run.shutil.rmtree, []
+
+    def refuse_first(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 1:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(run.shutil, "rmtree", refuse_first)
+    assert run._remove_scratch(docker, mirrored, scratch) is True
+    assert not scratch.exists() and len(calls) == 2

@@ -172,8 +172,7 @@ def run_download(
         raise translate_api_error(exc, image) from exc
     finished = threading.Event()
     try:
-        container.reload()
-        names = _names(container)
+        names = _names(container)  # as Docker will start it: the image's own variables and ours
         carried = [name for name in NGC_KEY_VARIABLES if name in names]
         if carried:
             raise DockerError(

@@ -1,12 +1,17 @@
 """The smoke test container's network: only the object store, as inside the air gap.
 
-``isolated`` (the default): an internal Docker network (no route out, so no
-NGC, no internet, no other service of this host's loopback), on which the
+``isolated`` (the default): an internal Docker network, on which the
 bucket's virtual-hosted name (and the endpoint's) resolve to the network's
-gateway, where :class:`EndpointRelay` passes the connection to the endpoint.
-``host``: the container shares this host's network, for engines that cannot
-create networks (or a host firewall that drops traffic from them); on a host
-inside the air gap that is still only what the inside has.
+gateway, where :class:`EndpointRelay` passes the connection to the endpoint;
+no other name is given to the container. The host's loopback services are out
+of reach, and an engine with its iptables rules (the default) drops
+everything else leaving the network. An engine run with ``--iptables=false``
+(like the test sandbox's) adds no such rules: there the container still has no
+name but the endpoint's and no NAT to the outside, but packets to an address
+can leave through this host if it forwards them. ``host``: the container
+shares this host's network, for engines that cannot create networks (or a
+host firewall that drops traffic from them); on a host inside the air gap
+that is still only what the inside has.
 """
 
 from __future__ import annotations

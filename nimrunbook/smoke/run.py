@@ -97,7 +97,7 @@ def _remove_scratch(client: docker.DockerClient, image: str, scratch: Path) -> b
         pass
     except FileNotFoundError:
         return True
-    with contextlib.suppress(docker.errors.APIError):
+    with contextlib.suppress(docker.errors.DockerException):  # then say so below
         client.containers.run(
             image,
             entrypoint=["/bin/sh", "-c", "rm -rf /scratch/* /scratch/.[!.]* /scratch/..?*"],
@@ -131,7 +131,7 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 
 def _blamed(run: DownloadRun, files: list[scratch_cache.WantedFile]) -> dict[str, str]:
-    """Profiles whose object the failed run's output names, each with that object (key, URI or its path)."""
+    """Profiles whose object (by key or manifest URI) the failed run's output names, each with that object."""
     named: dict[str, str] = {}
     for wanted in files:
         if wanted.profile_id in named:
