@@ -43,6 +43,7 @@ BUCKETS = (
     "nim-nb",
     "nim-nb-inside",
     "nim-bench-aws",
+    "nim-smoke",
 )
 UNRESOLVED_BUCKET = "not-in-hosts"  # deliberately absent from /etc/hosts
 
