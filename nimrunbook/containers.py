@@ -5,7 +5,8 @@ A ``download-to-cache`` runs for hours. We wait for it in one-second slices
 running", and only that. Any other failure of the wait means the engine
 stopped answering (it was restarted, its socket went away): the run ends
 with an error that says so and names the container, never a loop that waits
-forever. Output lines are redacted as they arrive.
+forever. Output lines are redacted as they arrive. A run given a ``timeout``
+is killed once when it passes, and says so (:attr:`ToolRun.timed_out`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import docker
@@ -21,6 +23,7 @@ import docker.errors
 import docker.types
 import requests
 import urllib3.exceptions
+from docker.models.containers import Container
 
 from nimrunbook.errors import DockerError
 from nimrunbook.images.docker_backend import docker_failure
@@ -35,6 +38,7 @@ TOOL_LABEL = "org.nimrunbook.tool"  # on every container we start, so one left b
 class ToolRun:
     exit_code: int
     output: str
+    timed_out: bool = False  # killed when its timeout passed
 
 
 def _still_running(exc: BaseException) -> bool:
@@ -63,14 +67,20 @@ def run_tool(
     environment: dict[str, str] | None = None,
     volumes: dict | None = None,
     network_mode: str = "host",
+    extra_hosts: Mapping[str, str] | None = None,
     gpus: bool = False,
+    labels: Mapping[str, str] | None = None,
+    before_start: Callable[[Container], None] | None = None,
+    timeout: float | None = None,
     on_line: Callable[[str], None] | None = None,
     poll: Callable[[], None] | None = None,
     wait_slice: float = 1,
 ) -> ToolRun:
     """Run ``command`` in a throwaway container of ``image``; returns its exit code and (redacted) output.
 
-    ``poll`` is called between wait slices (every ``wait_slice`` seconds), e.g. to report progress. The
+    ``poll`` is called between wait slices (every ``wait_slice`` seconds), e.g. to report progress.
+    ``before_start`` sees the created container before it starts (e.g. to read back the environment Docker
+    will give it) and may refuse it by raising. ``timeout`` (seconds) kills the run once it has passed. The
     container is always removed; if the engine dies meanwhile, :class:`DockerError` names it.
     """
     device_requests = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if gpus else None
@@ -81,13 +91,18 @@ def run_tool(
             environment=environment or {},
             volumes=volumes or {},
             network_mode=network_mode,
+            extra_hosts=dict(extra_hosts) if extra_hosts else None,
             device_requests=device_requests,
-            labels={TOOL_LABEL: command[0]},
+            labels={**(labels or {}), TOOL_LABEL: command[0]},
         )
     except docker.errors.APIError as exc:
         raise docker_failure(exc, image) from exc
     output: list[str] = []
+    deadline = time.monotonic() + timeout if timeout is not None else None
+    timed_out = False
     try:
+        if before_start:
+            before_start(container)
         try:
             container.start()
         except docker.errors.APIError as exc:
@@ -103,8 +118,13 @@ def run_tool(
                     raise _engine_gone(container.id, command[0]) from exc
                 if poll:
                     poll()
+                if deadline is not None and not timed_out and time.monotonic() > deadline:
+                    timed_out = True
+                    log.warning("`%s` did not finish within %.0f s; stopping it", command[0], timeout)
+                    with contextlib.suppress(docker.errors.APIError):
+                        container.kill()
         reader.join(timeout=10)
-        return ToolRun(int(status.get("StatusCode", 1)), "\n".join(output))
+        return ToolRun(int(status.get("StatusCode", 1)), "\n".join(output), timed_out)
     finally:
         with contextlib.suppress(docker.errors.APIError, requests.exceptions.RequestException):
             container.remove(force=True)

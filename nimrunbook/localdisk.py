@@ -278,7 +278,7 @@ class NimCache:
             for link in candidates:
                 try:
                     blob = link.resolve(strict=True)
-                except (FileNotFoundError, RuntimeError):
+                except (OSError, RuntimeError):  # absent, a loop, a file where a folder should be, unreadable
                     continue
                 if blob.is_file():
                     return blob

@@ -62,16 +62,18 @@ def pull_image(
     *,
     access: RegistryAccess | None = None,
     progress: Reporter = SILENT,
+    refresh: bool = False,
 ) -> str:
-    """Pull ``ref`` unless the engine has it; returns its image id.
+    """Pull ``ref`` unless the engine has it (``refresh``: ask the registry all the same); returns its image id.
 
     ``ref`` follows the one rule of :mod:`nimrunbook.images.refs` (registry,
     path, tag: never an implicit ``latest``). Credentials come from ``access``
     (default: nvcr.io with user ``$oauthtoken`` and the environment's NGC key);
-    other registries use the Docker config's.
+    other registries use the Docker config's. ``refresh`` is for proving that a
+    registry serves the image (the smoke test): only the registry's answer does.
     """
     image = ImageRef.parse(ref)
-    if _image_present(client, ref):
+    if not refresh and _image_present(client, ref):
         log.info("%s is already present; not pulling", ref)
         return client.images.get(ref).id
     with progress.task(f"pull {ref}") as task:

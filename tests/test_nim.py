@@ -41,6 +41,18 @@ def test_pull_from_a_registry_then_no_second_pull(docker, ngc_image, caplog):
     assert "already present; not pulling" in caplog.text
 
 
+def test_a_refreshing_pull_asks_the_registry_even_when_the_engine_has_the_image(docker, ngc_image, standin_image):
+    absent = ngc_image.rsplit(":", 1)[0] + ":0.0.0-only-in-the-engine"
+    docker.images.get(standin_image).tag(absent)  # the engine has it; the registry does not
+    try:
+        assert pull_image(docker, absent) == docker.images.get(standin_image).id
+        with pytest.raises(ImageNotFoundError, match="not found"):
+            pull_image(docker, absent, refresh=True)
+    finally:
+        docker.images.remove(absent)
+    assert pull_image(docker, ngc_image, refresh=True) == docker.images.get(ngc_image).id
+
+
 def test_pull_unknown_tag_and_unreachable_registry(docker, ngc_registry):
     with pytest.raises(ImageNotFoundError, match="not found"):
         pull_image(docker, f"{ngc_registry.host}/nim/meta/no-such-model:9.9")

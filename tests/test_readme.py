@@ -13,11 +13,14 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
-def test_readme_opens_with_the_demo_and_test_commands_and_ci_runs_the_second():
-    first_block = re.search(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+def test_readme_opens_with_the_demo_and_test_commands_and_ci_runs_both():
+    readme = (ROOT / "README.md").read_text()
+    first_block = re.search(r"```bash\n(.*?)```", readme, re.S).group(1)
     commands = [line.split("#")[0].strip() for line in first_block.splitlines() if line.strip()]
     assert commands == ["scripts/demo", "scripts/test"]
-    assert "scripts/test" in (ROOT / ".ci/run").read_text()
+    ci = [line.strip() for line in (ROOT / ".ci/run").read_text().splitlines()]
+    assert "scripts/test" in ci and any(line.endswith("&& scripts/demo)") for line in ci)  # the demo: a fresh clone
+    assert readme.index("## Install from a wheel") < readme.index("## The problem")
 
 
 def test_notebook_reference_in_the_readme_is_current():

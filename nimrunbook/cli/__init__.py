@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from nimrunbook import __version__
-from nimrunbook.cli import bundle, datarobot, images, nim, profiles, runs
+from nimrunbook.cli import bundle, datarobot, images, nim, profiles, runs, smoke, workdir
 from nimrunbook.errors import NimRunbookError, cause_line
 from nimrunbook.redact import RedactingFilter, redact
 
@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     bundle.add_commands(commands)
     datarobot.add_commands(commands)
     runs.add_commands(commands)
+    smoke.add_commands(commands)
+    workdir.add_commands(commands)
     return parser
 
 

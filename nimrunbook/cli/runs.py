@@ -44,7 +44,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser("run", help="execute runbook notebooks with papermill, then write their HTML reports")
-    run.add_argument("notebooks", nargs="+", help="notebook paths or names (01_plan_profiles); run in the order given")
+    run.add_argument(
+        "notebooks",
+        nargs="+",
+        help="names (01_plan_profiles: the installed template) or paths (./01_plan_profiles.ipynb: that file); "
+        "run in the order given",
+    )
     run.add_argument(
         "-p",
         "--parameter",
@@ -62,7 +67,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     demo.add_argument("--dir", default="demo", help="where the sandbox state, cache and reports go (default: ./demo)")
     demo.add_argument(
-        "--keep", action="store_true", help="leave the sandbox running, to open the notebooks in JupyterLab"
+        "--keep",
+        action="store_true",
+        help="after a successful run, leave the sandbox running to open the notebooks in JupyterLab "
+        "(a failed or interrupted run always stops it)",
     )
     demo.add_argument("--weight-bytes", type=int, default=4 * 1024 * 1024, help="size of each stand-in weight file")
     demo.set_defaults(handler=cmd_demo)

@@ -8,6 +8,7 @@ top). Progress is set to log lines, since no one watches widgets here.
 
 from __future__ import annotations
 
+import importlib.resources
 import logging
 import sys
 import time
@@ -26,9 +27,16 @@ from nimrunbook.runbook.record import RunRecord
 log = logging.getLogger(__name__)
 
 
-def notebook_dirs() -> list[Path]:
-    here = Path(__file__).resolve().parents[2] / "notebooks"
-    return [here, Path(sys.prefix) / "share" / "nimrunbook" / "notebooks"]
+def notebook_dir() -> Path:
+    """The runbook's notebooks as installed: package data of ``nimrunbook`` (in a checkout, a link to notebooks/).
+
+    These are templates: they are read, never run or edited in place (``nimrunbook init`` copies them).
+    """
+    return Path(str(importlib.resources.files("nimrunbook") / "notebooks"))
+
+
+def templates() -> list[Path]:
+    return sorted(notebook_dir().glob("*.ipynb"))
 
 
 def find_notebook(name: str) -> Path:
@@ -36,12 +44,11 @@ def find_notebook(name: str) -> Path:
     path = Path(name)
     if path.exists():
         return path
-    for directory in notebook_dirs():
-        for candidate in (directory / name, directory / f"{name}.ipynb"):
-            if candidate.exists():
-                return candidate
-    known = sorted({p.stem for d in notebook_dirs() if d.exists() for p in d.glob("*.ipynb")})
-    raise InputError(f"No notebook {name!r}.", hint=f"Give a path, or one of: {', '.join(known)}.")
+    for candidate in (notebook_dir() / name, notebook_dir() / f"{name}.ipynb"):
+        if candidate.exists():
+            return candidate
+    known = ", ".join(p.stem for p in templates())
+    raise InputError(f"No notebook {name!r}.", hint=f"Give a path, or one of: {known}.")
 
 
 @dataclass

@@ -2,11 +2,15 @@
 
 The sandbox stands in for everything the real job touches: the stand-in NIM
 image (two tags), a registry standing in for nvcr.io, internal registries over
-TLS (one for the online path, one for the inside of the air gap), and an S3
-server over TLS with virtual-hosted bucket names. Then both paths run through
-papermill, exactly as an operator would run them: online (plan, mirror,
-download, publish, configure, tag update) and removable media (bundle,
-verify, import into a second registry and bucket, configure).
+TLS (one for the online path, one for the inside of the air gap), and a real
+S3 server (``rclone serve s3``) over TLS with virtual-hosted bucket names. Then
+both paths run through papermill, exactly as an operator would run them:
+online (plan, mirror, download, publish, configure, tag update) and removable
+media (bundle, verify, import into a second registry and bucket, configure).
+
+Every service it starts is stopped on every way out (an error, Ctrl-C,
+SIGTERM, a closed terminal; even SIGKILL, through the kernel's parent-death
+signal), unless ``--keep`` asked for them after a successful run.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
+import sysconfig
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +32,10 @@ from nimrunbook.errors import NimRunbookError
 from nimrunbook.reports import run_notebook
 from nimrunbook.reports.execute import raise_for_failure
 from nimrunbook.sandbox.engine import Engine, ensure_engine
+from nimrunbook.sandbox.rclone import RcloneS3Sandbox, new_key
 from nimrunbook.sandbox.registry import LocalRegistry
-from nimrunbook.sandbox.s3 import S3Sandbox, ensure_hosts_entries, hosts_lines
+from nimrunbook.sandbox.s3 import ensure_hosts_entries, hosts_lines
+from nimrunbook.sandbox.services import ServiceGroup, Terminated, terminate_gracefully
 from nimrunbook.sandbox.tls import Certificates
 from nimrunbook.standin import build_standin_image
 
@@ -45,16 +53,33 @@ ONLINE = (
     "08_update_nim_tags",
 )
 INSIDE = ("06_verify_and_import_bundle", "07_configure_datarobot")
+READ_ONLY_NOTE = (
+    "The demo's S3 server (rclone serve s3) has no per-key policies, so its 'reader' key can also write and delete: "
+    "step 07 proves that it reads every object and warns that it can write, as it would for such a key in real use. "
+    "The tests check a truly read-only key against an S3 server that enforces IAM policies (moto)."
+)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file that holds keys: mode 0600 from the moment it exists."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # it may have existed with a wider mode
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
 
 
 @dataclass
 class Sandbox:
     root: Path
+    detach: bool = False  # --keep: the services may outlive this process
     engine: Engine | None = None
-    services: list = field(default_factory=list)
+    services: ServiceGroup = field(init=False)
     parameters: dict = field(default_factory=dict)
     inside_parameters: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.services = ServiceGroup(self.root / "services.json")
 
     def start(self, weight_bytes: int) -> Sandbox:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -63,7 +88,7 @@ class Sandbox:
                 "The sandbox's S3 bucket names do not resolve, and /etc/hosts cannot be changed here.",
                 hint="Run as root, or add these lines to /etc/hosts:\n" + "\n".join(hosts_lines()),
             )
-        self.engine = ensure_engine()
+        self.engine = self.services.adopt(ensure_engine(detach=self.detach))
         os.environ["DOCKER_HOST"] = self.engine.docker_host
         import docker
 
@@ -71,17 +96,17 @@ class Sandbox:
         log.info("building the stand-in NIM images")
         local = [build_standin_image(client, version) for version in ("1.8.5", "1.8.6")]
         certs = Certificates(self.root / "certs")
-        ngc = LocalRegistry(root=self.root / "ngc-registry").start()
         cert, key = certs.issue("registry", "127.0.0.1", "localhost")
-        internal = LocalRegistry(root=self.root / "internal-registry", cert_file=cert, key_file=key).start()
-        inside = LocalRegistry(root=self.root / "inside-registry", cert_file=cert, key_file=key).start()
-        s3 = S3Sandbox(root=self.root / "s3").start()
-        self.services = [ngc, internal, inside, s3]
+        start, detach = self.services.start, self.detach
+        ngc = start(LocalRegistry(root=self.root / "ngc-registry", detach=detach))
+        internal = start(LocalRegistry(self.root / "internal-registry", cert_file=cert, key_file=key, detach=detach))
+        inside = start(LocalRegistry(self.root / "inside-registry", cert_file=cert, key_file=key, detach=detach))
+        s3 = RcloneS3Sandbox(root=self.root / "s3", detach=detach)
+        admin = s3.credentials["admin"] = new_key()
+        reader = s3.credentials["reader"] = new_key()  # may write too: see READ_ONLY_NOTE
+        start(s3)
         for bucket in ("nim-demo", "nim-demo-inside"):
             s3.create_bucket(bucket)
-        admin = s3.create_user("admin", ["s3:*"])
-        reader = s3.create_user("reader", ["s3:GetObject", "s3:ListBucket", "s3:HeadBucket"])
-        s3.enforce_auth()
         images = []
         for ref in local:
             target = f"{ngc.host}/nim/meta/llama-3.2-1b-instruct:{ref.rsplit(':', 1)[1]}"
@@ -91,7 +116,7 @@ class Sandbox:
                     raise NimRunbookError(f"Pushing {target} to the nvcr.io stand-in failed: {event['error']}")
             images.append(target)
         credentials = self.root / "aws-credentials"
-        credentials.write_text(f"[reader]\naws_access_key_id = {reader[0]}\naws_secret_access_key = {reader[1]}\n")
+        write_private(credentials, f"[reader]\naws_access_key_id = {reader[0]}\naws_secret_access_key = {reader[1]}\n")
         signing_key = self.root / "bundle-signing-key"
         if not signing_key.exists():
             subprocess.run(
@@ -149,10 +174,7 @@ class Sandbox:
         return self
 
     def stop(self) -> None:
-        for service in reversed(self.services):
-            service.stop()
-        if self.engine:
-            self.engine.stop()
+        self.services.stop()
 
 
 def _index(root: Path, runs: dict[str, Path]) -> Path:
@@ -168,53 +190,65 @@ def _index(root: Path, runs: dict[str, Path]) -> Path:
 
 def _write_keep_files(sandbox: Sandbox) -> None:
     """The shell environment of the sandbox (mode 0600: it holds the sandbox's keys) and a stop script."""
-    env = sandbox.root / "sandbox.env"
-    env.write_text("".join(f"export {k}={json.dumps(v)}\n" for k, v in sandbox.environment.items()))
-    env.chmod(0o600)
-    pids = [
-        p.pid for s in sandbox.services for p in getattr(s, "_processes", []) or [getattr(s, "_process", None)] if p
-    ]
-    if sandbox.engine and sandbox.engine.process:
-        pids.append(sandbox.engine.process.pid)
+    environment = "".join(f"export {k}={json.dumps(v)}\n" for k, v in sandbox.environment.items())
+    write_private(sandbox.root / "sandbox.env", environment)
+    pids = sandbox.services.pids
     (sandbox.root / "stop.sh").write_text("".join(f"kill {pid} 2>/dev/null\n" for pid in pids))
 
 
 def run_demo(root: Path, *, keep: bool = False, weight_bytes: int = 4 * 1024 * 1024) -> Path:
-    """Bring up the sandbox, run both paths, write the reports; returns the demo's index page."""
+    """Bring up the sandbox, run both paths, write the reports; returns the demo's index page.
+
+    The sandbox is stopped on every way out, unless ``keep`` and the run succeeded.
+    """
     started = time.monotonic()
-    sandbox = Sandbox(root.resolve())
-    for stale in ("run-outside", "run-inside", "media"):  # a new sandbox: records of the last one would mislead
+    sandbox = Sandbox(root.resolve(), detach=keep)
+    # A new sandbox: records of the last one would mislead, and its S3 server forgot the objects' metadata.
+    for stale in ("run-outside", "run-inside", "media", "s3"):
         shutil.rmtree(sandbox.root / stale, ignore_errors=True)
-    try:
-        sandbox.start(weight_bytes)
-        os.environ.update(sandbox.environment)
-        runs = {
-            "online path and bundle (outside)": sandbox.root / "run-outside",
-            "removable media (inside)": sandbox.root / "run-inside",
-        }
-        for notebook in ONLINE:
-            result = run_notebook(notebook, runs["online path and bundle (outside)"], sandbox.parameters, strict=False)
-            print(f"  {notebook}: {'ok' if result.ok else 'FAILED'} ({result.seconds:.1f} s)", flush=True)
-            raise_for_failure(result)
-        for notebook in INSIDE:
-            result = run_notebook(notebook, runs["removable media (inside)"], sandbox.inside_parameters, strict=False)
-            print(f"  {notebook} (inside): {'ok' if result.ok else 'FAILED'} ({result.seconds:.1f} s)", flush=True)
-            raise_for_failure(result)
-        index = _index(sandbox.root, runs)
-        print(f"\nDemo finished in {time.monotonic() - started:.0f} s. Reports: {index}")
-        for name, path in runs.items():
-            print(f"  {name}: {path}/index.html")
-        if not keep:
-            print("To open the same notebooks in JupyterLab against this sandbox, run again with --keep.")
-        else:
-            _write_keep_files(sandbox)
-            print(
-                f"\nThe sandbox keeps running (--keep). Open the same notebooks against it in JupyterLab:\n"
-                f"  source {sandbox.root}/sandbox.env && .venv/bin/jupyter lab notebooks/\n"
-                f"  (parameters of this sandbox: {sandbox.root}/params-online.yaml and params-inside.yaml)\n"
-                f"Stop it with: sh {sandbox.root}/stop.sh"
-            )
-        return index
-    finally:
-        if not keep:
-            sandbox.stop()
+    finished = False
+    with terminate_gracefully():
+        try:
+            index = _run_both_paths(sandbox, weight_bytes)
+            finished = True
+        except Terminated as stopped:
+            print(f"nimrunbook demo: {stopped.signal_name}: stopping the sandbox's services.", file=sys.stderr)
+            raise
+        finally:
+            if not (keep and finished):
+                sandbox.stop()
+    print(f"\nDemo finished in {time.monotonic() - started:.0f} s. Reports: {index}")
+    for path in (sandbox.root / "run-outside", sandbox.root / "run-inside"):
+        print(f"  {path}/index.html")
+    print("\n" + READ_ONLY_NOTE)
+    nimrunbook = Path(sysconfig.get_path("scripts")) / "nimrunbook"
+    if not keep:
+        print("To open the same notebooks in JupyterLab against this sandbox, run again with --keep.")
+    else:
+        _write_keep_files(sandbox)
+        print(
+            f"\nThe sandbox keeps running (--keep). Open the same notebooks against it in JupyterLab:\n"
+            f"  source {sandbox.root}/sandbox.env && {nimrunbook} lab {sandbox.root}/lab "
+            f"-f {sandbox.root}/params-online.yaml\n"
+            f"  (the inside's parameters: {sandbox.root}/params-inside.yaml)\n"
+            f"Stop it with: sh {sandbox.root}/stop.sh"
+        )
+    return index
+
+
+def _run_both_paths(sandbox: Sandbox, weight_bytes: int) -> Path:
+    sandbox.start(weight_bytes)
+    os.environ.update(sandbox.environment)
+    runs = {
+        "online path and bundle (outside)": sandbox.root / "run-outside",
+        "removable media (inside)": sandbox.root / "run-inside",
+    }
+    for notebook in ONLINE:
+        result = run_notebook(notebook, runs["online path and bundle (outside)"], sandbox.parameters, strict=False)
+        print(f"  {notebook}: {'ok' if result.ok else 'FAILED'} ({result.seconds:.1f} s)", flush=True)
+        raise_for_failure(result)
+    for notebook in INSIDE:
+        result = run_notebook(notebook, runs["removable media (inside)"], sandbox.inside_parameters, strict=False)
+        print(f"  {notebook} (inside): {'ok' if result.ok else 'FAILED'} ({result.seconds:.1f} s)", flush=True)
+        raise_for_failure(result)
+    return _index(sandbox.root, runs)

@@ -17,7 +17,7 @@ import docker
 import docker.errors
 
 from nimrunbook.errors import DockerError
-from nimrunbook.sandbox.ports import stop_process, wait_until
+from nimrunbook.sandbox.ports import launch, stop_process, wait_until
 
 DEFAULT_DIR = Path("/tmp/nimrunbook-engine")
 
@@ -35,12 +35,26 @@ class Engine:
     docker_host: str
     process: subprocess.Popen | None = None  # set when we started it
 
+    def start(self) -> Engine:  # the group's Service shape; ensure_engine starts it
+        return self
+
     def stop(self) -> None:
         stop_process(self.process, timeout=30)
 
+    @property
+    def pids(self) -> list[int]:
+        return [self.process.pid] if self.process and self.process.poll() is None else []
 
-def ensure_engine(directory: Path = DEFAULT_DIR) -> Engine:
-    """DOCKER_HOST, the default socket, our socket, or a new engine of ours (root only)."""
+    @property
+    def ports(self) -> list[int]:
+        return []  # a unix socket
+
+
+def ensure_engine(directory: Path = DEFAULT_DIR, *, detach: bool = False) -> Engine:
+    """DOCKER_HOST, the default socket, our socket, or a new engine of ours (root only).
+
+    An engine we start is stopped with :meth:`Engine.stop`; ``detach``: it may outlive this process.
+    """
     for candidate in (os.environ.get("DOCKER_HOST"), "unix:///var/run/docker.sock", f"unix://{directory}/docker.sock"):
         if candidate and answers(candidate):
             return Engine(candidate)
@@ -52,8 +66,7 @@ def ensure_engine(directory: Path = DEFAULT_DIR) -> Engine:
         )
     directory.mkdir(parents=True, exist_ok=True)
     host = f"unix://{directory}/docker.sock"
-    log = open(directory / "dockerd.log", "ab")  # noqa: SIM115 - lives as long as the engine
-    process = subprocess.Popen(
+    process = launch(
         [
             "dockerd",
             "--host",
@@ -69,8 +82,13 @@ def ensure_engine(directory: Path = DEFAULT_DIR) -> Engine:
             "--pidfile",
             str(directory / "dockerd.pid"),
         ],
-        stdout=log,
-        stderr=log,
+        directory / "dockerd.log",
+        detach=detach,
     )
-    wait_until(lambda: answers(host), "the Docker engine", timeout=90)
-    return Engine(host, process)
+    engine = Engine(host, process)
+    try:
+        wait_until(lambda: process.poll() is None and answers(host), "the Docker engine", timeout=90)
+    except BaseException:
+        engine.stop()
+        raise
+    return engine

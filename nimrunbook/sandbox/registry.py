@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from nimrunbook.sandbox.ports import free_port, port_open, stop_process, wait_until
+from nimrunbook.sandbox.ports import free_port, launch, stop_process, wait_for_port
 
 
 @dataclass
@@ -23,6 +23,7 @@ class LocalRegistry:
     key_file: Path | None = None
     username: str | None = None
     password: str | None = None
+    detach: bool = False  # outlive this process (see ports.launch)
     _process: subprocess.Popen | None = None
 
     @property
@@ -55,13 +56,24 @@ class LocalRegistry:
         self.root.mkdir(parents=True, exist_ok=True)
         config_file = self.root / "config.yml"
         config_file.write_text(yaml.safe_dump(self._config()))
-        log = open(self.root / "registry.log", "ab")  # noqa: SIM115 - lives as long as the process
-        self._process = subprocess.Popen([binary, "serve", str(config_file)], stdout=log, stderr=log)
-        wait_until(lambda: port_open(self.port), f"docker-registry on {self.host}")
+        self._process = launch([binary, "serve", str(config_file)], self.root / "registry.log", detach=self.detach)
+        try:
+            wait_for_port(self._process, self.port, f"docker-registry on {self.host}", self.root / "registry.log")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
         stop_process(self._process)
+
+    @property
+    def pids(self) -> list[int]:
+        return [self._process.pid] if self._process and self._process.poll() is None else []
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.port]
 
     @classmethod
     def temporary(cls, **kwargs) -> LocalRegistry:

@@ -19,11 +19,12 @@ import tempfile
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import boto3
 from botocore.config import Config
 
-from nimrunbook.sandbox.ports import free_port, port_open, stop_process, wait_until
+from nimrunbook.sandbox.ports import free_port, launch, stop_process, wait_for_port
 from nimrunbook.sandbox.tls import DOMAIN, Certificates
 
 # Bucket names the sandbox and tests use; each needs an /etc/hosts line.
@@ -42,6 +43,7 @@ BUCKETS = (
     "nim-nb",
     "nim-nb-inside",
     "nim-bench-aws",
+    "nim-smoke",
 )
 UNRESOLVED_BUCKET = "not-in-hosts"  # deliberately absent from /etc/hosts
 
@@ -101,7 +103,12 @@ http {{
 
 @dataclass
 class S3Sandbox:
-    """moto (HTTP, loopback) + nginx (TLS) with test certificates; see the module docstring."""
+    """moto (HTTP, loopback) + nginx (TLS) with test certificates; see the module docstring.
+
+    The same shape as :class:`nimrunbook.sandbox.rclone.RcloneS3Sandbox`, so that a test can run against either.
+    """
+
+    enforces_policies: ClassVar[bool] = True  # create_user's actions are IAM policies that moto enforces
 
     root: Path
     moto_port: int = field(default_factory=free_port)
@@ -110,6 +117,7 @@ class S3Sandbox:
     region: str = "us-east-1"
     certs: Certificates | None = None
     credentials: dict[str, tuple[str, str]] = field(default_factory=dict)
+    detach: bool = False  # outlive this process (see ports.launch)
     _processes: list[subprocess.Popen] = field(default_factory=list)
 
     @property
@@ -121,20 +129,34 @@ class S3Sandbox:
         """Same server, but its certificate does not cover ``<bucket>.{DOMAIN}``."""
         return f"https://{DOMAIN}:{self.narrow_port}"
 
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._processes if p.poll() is None]
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.moto_port, self.port, self.narrow_port]
+
     def start(self) -> S3Sandbox:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> S3Sandbox:
         self.root.mkdir(parents=True, exist_ok=True)
-        self.certs = Certificates(self.root / "certs")
+        self.certs = self.certs or Certificates(self.root / "certs")
         env = {**os.environ, "MOTO_S3_CUSTOM_ENDPOINTS": f"{self.endpoint_url},{self.narrow_endpoint_url}"}
-        moto_log = open(self.root / "moto.log", "ab")  # noqa: SIM115 - lives as long as the process
         self._processes.append(
-            subprocess.Popen(
+            launch(
                 [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.moto_port)],
-                stdout=moto_log,
-                stderr=moto_log,
+                self.root / "moto.log",
                 env=env,
+                detach=self.detach,
             )
         )
-        wait_until(lambda: port_open(self.moto_port), "moto S3 server", timeout=60)
+        wait_for_port(self._processes[-1], self.moto_port, "moto S3 server", self.root / "moto.log", timeout=60)
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (self.root / sub).mkdir(exist_ok=True)
@@ -147,11 +169,10 @@ class S3Sandbox:
             )
         )
         conf.write_text(NGINX_CONF.format(root=self.root, servers=servers))
-        nginx_log = open(self.root / "nginx.out", "ab")  # noqa: SIM115
         self._processes.append(
-            subprocess.Popen([nginx, "-c", str(conf), "-p", str(self.root)], stdout=nginx_log, stderr=nginx_log)
+            launch([nginx, "-c", str(conf), "-p", str(self.root)], self.root / "nginx.out", detach=self.detach)
         )
-        wait_until(lambda: port_open(self.port), "nginx TLS proxy")
+        wait_for_port(self._processes[-1], self.port, "nginx TLS proxy", self.root / "nginx.out")
         return self
 
     def stop(self) -> None:

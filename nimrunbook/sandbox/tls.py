@@ -32,6 +32,7 @@ class Certificates:
         narrow = ca.issue_cert(DOMAIN)
         self.narrow_cert, self.narrow_key = self.directory / "narrow.pem", self.directory / "narrow.key"
         narrow.private_key_pem.write_to_path(str(self.narrow_key))
+        self.narrow_key.chmod(0o600)
         narrow.cert_chain_pems[0].write_to_path(str(self.narrow_cert))
         self.other_ca_bundle = self.directory / "other-ca.pem"
         trustme.CA(organization_name="some other CA").cert_pem.write_to_path(str(self.other_ca_bundle))
@@ -41,6 +42,7 @@ class Certificates:
         issued = self._ca.issue_cert(*hosts)
         cert, key = self.directory / f"{name}.pem", self.directory / f"{name}.key"
         issued.private_key_pem.write_to_path(str(key))
+        key.chmod(0o600)
         with open(cert, "wb") as handle:
             for blob in issued.cert_chain_pems:
                 handle.write(blob.bytes())

@@ -100,12 +100,18 @@ def make_client(settings: S3Settings, max_connections: int = 10, *, read_timeout
             hint="Give the PEM file of the CA that signed the object store's certificate.",
         )
     session = boto3.session.Session(profile_name=settings.profile) if settings.profile else boto3.session.Session()
+    # boto3 >= 1.36 streams uploads as aws-chunked with a trailing CRC checksum unless told otherwise; S3 servers
+    # other than AWS's (rclone, older MinIO and Ceph) refuse that (MissingContentLength). Checksums only when the
+    # operation requires them, for any endpoint that is not AWS; every object still carries its sha256.
+    checksums = "when_required" if settings.endpoint_url else "when_supported"
     config = Config(
         s3={"addressing_style": "path" if settings.path_style else "virtual"},
         retries={"max_attempts": retries, "mode": "standard"},
         max_pool_connections=max_connections,
         connect_timeout=10,
         read_timeout=read_timeout,
+        request_checksum_calculation=checksums,
+        response_checksum_validation=checksums,
     )
     return session.client(
         "s3",
@@ -156,7 +162,9 @@ def stat_object(client, bucket: str, key: str) -> tuple[int, str | None] | None:
         if is_not_found(exc):
             return None
         raise
-    return int(head["ContentLength"]), head.get("Metadata", {}).get(SHA_METADATA)
+    # Metadata names are HTTP header names, so case-insensitive: AWS answers x-amz-meta-sha256, rclone -Sha256.
+    metadata = {name.lower(): value for name, value in head.get("Metadata", {}).items()}
+    return int(head["ContentLength"]), metadata.get(SHA_METADATA)
 
 
 def storage_error(exc: BaseException, settings: S3Settings, doing: str) -> StorageError:
