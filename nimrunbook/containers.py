@@ -24,11 +24,16 @@ import urllib3.exceptions
 
 from nimrunbook.errors import DockerError
 from nimrunbook.images.docker_backend import docker_failure
+from nimrunbook.leftovers import (  # noqa: F401 - TOOL_LABEL: where callers look for it
+    TOOL_LABEL,
+    container_labels,
+    raise_if_stopping,
+    remove_stale_containers,
+    shielded,
+)
 from nimrunbook.redact import redact
 
 log = logging.getLogger(__name__)
-
-TOOL_LABEL = "org.nimrunbook.tool"  # on every container we start, so one left behind can be found
 
 
 @dataclass
@@ -71,8 +76,11 @@ def run_tool(
     """Run ``command`` in a throwaway container of ``image``; returns its exit code and (redacted) output.
 
     ``poll`` is called between wait slices (every ``wait_slice`` seconds), e.g. to report progress. The
-    container is always removed; if the engine dies meanwhile, :class:`DockerError` names it.
+    container is always removed (on a signal too, see :mod:`nimrunbook.leftovers`), and containers that killed
+    runs left are removed first; if the engine dies meanwhile, :class:`DockerError` names it.
     """
+    raise_if_stopping()
+    remove_stale_containers(client)
     device_requests = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if gpus else None
     try:
         container = client.containers.create(
@@ -82,7 +90,7 @@ def run_tool(
             volumes=volumes or {},
             network_mode=network_mode,
             device_requests=device_requests,
-            labels={TOOL_LABEL: command[0]},
+            labels=container_labels(command[0]),
         )
     except docker.errors.APIError as exc:
         raise docker_failure(exc, image) from exc
@@ -106,7 +114,7 @@ def run_tool(
         reader.join(timeout=10)
         return ToolRun(int(status.get("StatusCode", 1)), "\n".join(output))
     finally:
-        with contextlib.suppress(docker.errors.APIError, requests.exceptions.RequestException):
+        with shielded(), contextlib.suppress(docker.errors.APIError, requests.exceptions.RequestException):
             container.remove(force=True)
 
 

@@ -2,7 +2,11 @@
 
 A user error prints one paragraph and exits 2 (bad input) or 1 (a failed
 step), never a traceback; under the paragraph, one "details:" line names
-what caused it (the underlying exception's type and redacted text).
+what caused it (the underlying exception's type and redacted text). A bug of
+ours is one paragraph too (exit 70; ``-v`` shows its traceback). SIGTERM,
+SIGINT and SIGHUP stop the command after its cleanup (no container, auth file
+or child process is left; see :mod:`nimrunbook.leftovers`), exit 128 + the
+signal's number.
 """
 
 from __future__ import annotations
@@ -10,12 +14,16 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 
 from nimrunbook import __version__
 from nimrunbook.cli import bundle, datarobot, images, nim, profiles, runs
 from nimrunbook.errors import NimRunbookError, cause_line
+from nimrunbook.leftovers import Interrupted, signals_interrupt
 from nimrunbook.redact import RedactingFilter, redact
+
+EXIT_INTERNAL = 70  # EX_SOFTWARE: not the user's fault
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("botocore", "boto3", "s3transfer", "urllib3", "docker"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        return args.handler(args)
+        with signals_interrupt():
+            return args.handler(args)
     except NimRunbookError as error:
         print(f"nimrunbook: error: {redact(str(error))}", file=sys.stderr)
         details = cause_line(error)
@@ -63,9 +72,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         }.get(error.errno or 0, "Fix the cause and run the same command again: it resumes.")
         print(f"nimrunbook: error: {redact(error.strerror or str(error))}{where}. {fix}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("nimrunbook: interrupted; re-run the same command to resume.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        signum = interrupt.signum if isinstance(interrupt, Interrupted) else 2
+        print(
+            f"nimrunbook: interrupted ({signal_name(signum)}); its containers and credential files are removed. "
+            "Re-run the same command to resume.",
+            file=sys.stderr,
+        )
+        return 128 + signum
+    except Exception as error:  # noqa: BLE001 - a bug of ours still ends in one paragraph, the traceback on -v
+        if args.verbose:
+            print(redact(traceback.format_exc()), file=sys.stderr, end="")
+        print(
+            f"nimrunbook: internal error: {type(error).__name__}: {' '.join(redact(str(error)).split())[:300]}. "
+            "This is a bug in nimrunbook, not in what you gave: please report it with the output of the same "
+            "command run with -v.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 if __name__ == "__main__":  # pragma: no cover
