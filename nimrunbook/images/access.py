@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nimrunbook.errors import InputError
 from nimrunbook.leftovers import secret_file
 from nimrunbook.redact import register_secret
+from nimrunbook.userfiles import check_certificates
 
 NGC_REGISTRY = "nvcr.io"
 NGC_USERNAME = "$oauthtoken"
@@ -49,10 +49,7 @@ class RegistryAccess:
 
     def __post_init__(self) -> None:
         for host, bundle in self.ca_bundles.items():
-            if not os.path.isfile(bundle):
-                raise InputError(
-                    f"The CA bundle {bundle} for {host} does not exist.", hint="Give the registry CA's PEM file."
-                )
+            check_certificates(bundle, f"CA bundle for {host}")
         for _, secret in self.credentials.values():
             register_secret(secret)
 

@@ -22,6 +22,7 @@ from nimrunbook.errors import InputError, NimRunbookError
 from nimrunbook.redact import redact
 from nimrunbook.reports.html import build_index, export_html, static_notebook
 from nimrunbook.runbook.record import RunRecord
+from nimrunbook.userfiles import read_notebook, read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ def find_notebook(name: str) -> Path:
     """A notebook by path, or by name (``01_plan_profiles``) among the runbook's notebooks."""
     path = Path(name)
     if path.exists():
+        read_notebook(path)  # a file named .ipynb that is not a notebook is refused here, in one paragraph
         return path
     for directory in notebook_dirs():
         for candidate in (directory / name, directory / f"{name}.ipynb"):
@@ -67,13 +69,9 @@ def _scrub(executed: Path) -> None:
 def load_parameters(files: list[str] | None, pairs: list[tuple[str, str]] | None) -> dict:
     parameters: dict = {}
     for file in files or []:
-        try:
-            document = yaml.safe_load(Path(file).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise InputError(f"Cannot read the parameter file {file}: {exc}") from None
-        if not isinstance(document, dict):
-            raise InputError(f"The parameter file {file} is not a mapping of parameter names to values.")
-        parameters.update(document)
+        parameters.update(
+            read_yaml(file, "parameter file", hint="Write one parameter a line: `name: value` (see params.yaml).")
+        )
     for name, value in pairs or []:
         parameters[name] = yaml.safe_load(value) if value else value
     return parameters

@@ -30,6 +30,7 @@ from nimrunbook.hashing import HashJournal, copy_and_hash, sha256_file
 from nimrunbook.localdisk import STATE_DIR, commit, partial_path, require_free_space, write_text_atomic
 from nimrunbook.progress import SILENT, Reporter, Task, human_bytes
 from nimrunbook.store.plan import PlannedObject, PublishPlan
+from nimrunbook.userfiles import read_json
 
 log = logging.getLogger(__name__)
 
@@ -156,15 +157,12 @@ def process_to_directory(
 def load_processed(directory: str | Path) -> tuple[dict, list[PlannedObject]]:
     """Read a processed directory back: its manifest and one object per file, with recorded digests."""
     root = Path(directory)
-    try:
-        document = json.loads((root / MANIFEST_NAME).read_text())
-    except FileNotFoundError as exc:
+    if not (root / MANIFEST_NAME).exists():
         raise InputError(
             f"{root} holds no {MANIFEST_NAME}: it is not a directory nimrunbook processed.",
             hint="Process the cache into it first (nimrunbook profiles process), or give the right directory.",
-        ) from exc
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{root / MANIFEST_NAME} is damaged ({exc}).", hint="Process the cache again.") from exc
+        )
+    document = read_json(root / MANIFEST_NAME, "processed profiles manifest", hint="Process the cache again.")
     if document.get("format") != MANIFEST_FORMAT or document.get("version", 0) > MANIFEST_VERSION:
         raise InputError(
             f"{root / MANIFEST_NAME} is format {document.get('format')} version {document.get('version')}; "
