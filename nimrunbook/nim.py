@@ -39,6 +39,7 @@ from nimrunbook.images.docker_backend import DockerBackend, docker_failure
 from nimrunbook.images.refs import ImageRef
 from nimrunbook.leftovers import container_labels, shielded
 from nimrunbook.localdisk import NimCache, free_bytes, require_free_space
+from nimrunbook.locks import folder_lock
 from nimrunbook.profiles import Manifest, parse_listing, parse_manifest
 from nimrunbook.progress import SILENT, Reporter, human_bytes
 
@@ -320,6 +321,22 @@ def download_profiles(
             )
     cache = Path(cache_dir).resolve()
     prepare_cache_dir(cache)
+    with folder_lock(cache, "downloading profiles into"):  # two download-to-cache runs would fetch the same files
+        return _download(client, image, ids, cache, key, manifest, expected_bytes, network_mode, environment, progress)
+
+
+def _download(
+    client: docker.DockerClient,
+    image: str,
+    ids: list[str],
+    cache: Path,
+    key: str,
+    manifest: Manifest | None,
+    expected_bytes: int | None,
+    network_mode: str,
+    environment: dict[str, str] | None,
+    progress: Reporter,
+) -> DownloadSummary:
     _, bytes_before = cache_usage(cache)
     needed, space_check = _check_space(cache, bytes_before, expected_bytes, manifest, ids)
     started = time.monotonic()

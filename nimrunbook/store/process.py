@@ -28,6 +28,7 @@ from nimrunbook import __version__
 from nimrunbook.errors import InputError
 from nimrunbook.hashing import HashJournal, copy_and_hash, sha256_file
 from nimrunbook.localdisk import STATE_DIR, commit, partial_path, require_free_space, write_text_atomic
+from nimrunbook.locks import folder_lock
 from nimrunbook.progress import SILENT, Reporter, Task, human_bytes
 from nimrunbook.store.plan import PlannedObject, PublishPlan
 from nimrunbook.userfiles import read_json
@@ -107,6 +108,20 @@ def process_to_directory(
     journal to share digests between destinations: a hard link has its blob's identity.
     """
     root = Path(destination)
+    root.mkdir(parents=True, exist_ok=True)
+    with folder_lock(root, "processing profiles into"):  # two writers would share .incomplete names
+        return _process(plan, root, image, profile_names, workers, journal, progress)
+
+
+def _process(
+    plan: PublishPlan,
+    root: Path,
+    image: str | None,
+    profile_names: dict[str, str] | None,
+    workers: int,
+    journal: HashJournal | None,
+    progress: Reporter,
+) -> ProcessResult:
     objects_dir, state = root / OBJECTS_DIR, root / STATE_DIR
     objects_dir.mkdir(parents=True, exist_ok=True)
     (state / "incomplete").mkdir(parents=True, exist_ok=True)
