@@ -319,3 +319,36 @@ def test_a_bad_value_in_context_is_named(case, scratch, capsys):
     code, out, err = run_cli(argv, capsys)
     assert_one_paragraph(code, out, err, argv)
     assert words.lower() in err.lower(), err
+
+
+# -- a full disk under --run-dir -------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A tmpfs mount of a few KiB (we are root in CI; skipped where mounting is not allowed)."""
+    import subprocess
+
+    mounts = []
+
+    def mount(size: str) -> Path:
+        folder = tmp_path / f"disk-{size}"
+        folder.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        mounts.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounts:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+@pytest.mark.parametrize("size", ["8k", "64k"])  # full before the first save of the notebook, and during the run
+def test_a_full_disk_under_the_run_dir_is_one_paragraph(size, tiny_disk, standin_image, scratch, capsys):
+    run_dir = tiny_disk(size) / "run"
+    argv = ["run", "01_plan_profiles", "--run-dir", str(run_dir), "-p", "images", f"[{standin_image}]"]
+    code, out, err = run_cli([*argv, "-p", "gpus", "L40S"], capsys)
+    assert_one_paragraph(code, out, err, argv, expected=1)
+    assert "No space left on device" in err

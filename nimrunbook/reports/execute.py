@@ -8,6 +8,7 @@ top). Progress is set to log lines, since no one watches widgets here.
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 import time
@@ -18,7 +19,7 @@ import nbformat
 import papermill
 import yaml
 
-from nimrunbook.errors import InputError, NimRunbookError
+from nimrunbook.errors import DiskSpaceError, InputError, NimRunbookError
 from nimrunbook.redact import redact
 from nimrunbook.reports.html import build_index, export_html, static_notebook
 from nimrunbook.runbook.record import RunRecord
@@ -124,6 +125,8 @@ def run_notebook(
         )
     except papermill.PapermillExecutionError as exc:
         error = redact(f"cell {exc.exec_count} raised {exc.ename}: {exc.evalue}")
+    except OSError as exc:  # the run folder cannot be written (a full disk): there is no notebook to report from
+        raise _unwritable(root, exc) from exc
     except Exception as exc:  # noqa: BLE001 - a kernel that died, a notebook that cannot be read
         error = redact(f"{type(exc).__name__}: {exc}")
     seconds = round(time.monotonic() - started, 3)
@@ -141,6 +144,13 @@ def run_notebook(
     )
     build_index(root)
     return ExecutionResult(source, executed, report, error is None, seconds, error)
+
+
+def _unwritable(root: Path, exc: OSError) -> NimRunbookError:
+    what = f"The executed notebook could not be written into the run folder {root}: {exc.strerror or exc}."
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskSpaceError(what, hint="Free space there or give a --run-dir on a larger disk, then run again.")
+    return NimRunbookError(what, hint="Check that the run folder can be written, then run again.")
 
 
 def raise_for_failure(result: ExecutionResult) -> None:
