@@ -3,7 +3,7 @@
 The commands are enumerated from the argparse parser, so a command added later is covered without editing
 this test: each is run with no arguments, and each of its arguments that takes a value is given every class
 of bad value its role admits (what the argument is for comes from its ``type``: see
-:class:`nimrunbook.cli.common.PathArgument`; an argument without one is classified by its name). Every other
+:class:`nimrunbook.cli.arguments.PathArgument`; an argument without one is classified by its name). Every other
 required argument gets the same bad value, so whichever the command looks at first, it must refuse it. The
 commands run in this process (a subprocess costs seconds of imports per case), each under a deadline, from a
 scratch working folder; none gets far enough to need Docker, a registry or an object store.
@@ -21,7 +21,7 @@ import pytest
 from conftest import FAKE_NGC_KEY, FIXTURES
 
 from nimrunbook.cli import build_parser, main
-from nimrunbook.cli.common import PathArgument, positive_float, positive_int
+from nimrunbook.cli.arguments import PathArgument, positive_float, positive_int
 
 FAKE_AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYTESTONLYKEY"
 DEADLINE = 30  # seconds per case: a command that waits (on a FIFO, a network) fails the case instead of hanging

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from nimrunbook import __version__
 from nimrunbook.cli import bundle, datarobot, images, nim, profiles, runs
-from nimrunbook.cli.common import check_paths
+from nimrunbook.cli.arguments import check_paths
 from nimrunbook.errors import NimRunbookError, cause_line
 from nimrunbook.leftovers import Interrupted, signals_interrupt
 from nimrunbook.redact import RedactingFilter, redact

@@ -9,15 +9,11 @@ import sys
 from nimrunbook.bundle import create, import_, inventory, verify
 from nimrunbook.bundle.inventory import parse_inventory
 from nimrunbook.bundle.parts import FAT32_PART_SIZE
+from nimrunbook.cli.arguments import InputFile, InputFolder, OutputFile, OutputFolder, positive_int
 from nimrunbook.cli.common import (
-    InputFile,
-    InputFolder,
-    OutputFile,
-    OutputFolder,
     add_profile_id_options,
     add_registry_options,
     add_s3_options,
-    positive_int,
     profile_ids,
     progress_reporter,
     read_input,

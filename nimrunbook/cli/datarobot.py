@@ -6,16 +6,8 @@ import argparse
 import re
 import sys
 
-from nimrunbook.cli.common import (
-    EditedFile,
-    InputFile,
-    InputFolder,
-    add_s3_options,
-    positive_float,
-    print_table,
-    read_input,
-    s3_settings,
-)
+from nimrunbook.cli.arguments import EditedFile, InputFile, InputFolder, positive_float
+from nimrunbook.cli.common import add_s3_options, print_table, read_input, s3_settings
 from nimrunbook.datarobot import (
     DataRobotSettings,
     check_read_credentials,

@@ -6,15 +6,8 @@ import argparse
 
 import pandas as pd
 
-from nimrunbook.cli.common import (
-    InputFolder,
-    OutputFolder,
-    add_registry_options,
-    positive_int,
-    print_table,
-    progress_reporter,
-    registry_access,
-)
+from nimrunbook.cli.arguments import InputFolder, OutputFolder, positive_int
+from nimrunbook.cli.common import add_registry_options, print_table, progress_reporter, registry_access
 from nimrunbook.images import export, import_, mirror
 
 

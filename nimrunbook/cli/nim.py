@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nimrunbook.cli.common import OutputFolder, add_profile_id_options, print_table, profile_ids, progress_reporter
+from nimrunbook.cli.arguments import OutputFolder
+from nimrunbook.cli.common import add_profile_id_options, print_table, profile_ids, progress_reporter
 from nimrunbook.engine import docker_client
 from nimrunbook.nim import download_profiles, list_profiles, pull_image, read_manifest
 

@@ -6,15 +6,12 @@ import argparse
 import json
 import sys
 
+from nimrunbook.cli.arguments import InputFile, InputFolder, OutputFolder, positive_int
 from nimrunbook.cli.common import (
-    InputFile,
-    InputFolder,
-    OutputFolder,
     add_manifest_options,
     add_profile_id_options,
     add_s3_options,
     load_manifest,
-    positive_int,
     print_table,
     profile_ids,
     progress_reporter,

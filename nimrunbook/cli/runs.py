@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nimrunbook.cli.common import positive_int
+from nimrunbook.cli.arguments import positive_int
 from nimrunbook.reports import rebuild_reports, run_notebook
 from nimrunbook.reports.execute import load_parameters, raise_for_failure
 
