@@ -27,11 +27,16 @@ from docker.models.containers import Container
 
 from nimrunbook.errors import DockerError
 from nimrunbook.images.docker_backend import docker_failure
+from nimrunbook.leftovers import (  # noqa: F401 - TOOL_LABEL: where callers look for it
+    TOOL_LABEL,
+    container_labels,
+    raise_if_stopping,
+    remove_stale_containers,
+    shielded,
+)
 from nimrunbook.redact import redact
 
 log = logging.getLogger(__name__)
-
-TOOL_LABEL = "org.nimrunbook.tool"  # on every container we start, so one left behind can be found
 
 
 @dataclass
@@ -81,8 +86,11 @@ def run_tool(
     ``poll`` is called between wait slices (every ``wait_slice`` seconds), e.g. to report progress.
     ``before_start`` sees the created container before it starts (e.g. to read back the environment Docker
     will give it) and may refuse it by raising. ``timeout`` (seconds) kills the run once it has passed. The
-    container is always removed; if the engine dies meanwhile, :class:`DockerError` names it.
+    container is always removed (on a signal too, see :mod:`nimrunbook.leftovers`), and containers that killed
+    runs left are removed first; if the engine dies meanwhile, :class:`DockerError` names it.
     """
+    raise_if_stopping()
+    remove_stale_containers(client)
     device_requests = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if gpus else None
     try:
         container = client.containers.create(
@@ -93,7 +101,7 @@ def run_tool(
             network_mode=network_mode,
             extra_hosts=dict(extra_hosts) if extra_hosts else None,
             device_requests=device_requests,
-            labels={**(labels or {}), TOOL_LABEL: command[0]},
+            labels={**(labels or {}), **container_labels(command[0])},
         )
     except docker.errors.APIError as exc:
         raise docker_failure(exc, image) from exc
@@ -126,7 +134,7 @@ def run_tool(
         reader.join(timeout=10)
         return ToolRun(int(status.get("StatusCode", 1)), "\n".join(output), timed_out)
     finally:
-        with contextlib.suppress(docker.errors.APIError, requests.exceptions.RequestException):
+        with shielded(), contextlib.suppress(docker.errors.APIError, requests.exceptions.RequestException):
             container.remove(force=True)
 
 

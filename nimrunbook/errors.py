@@ -140,3 +140,14 @@ def cause_line(error: BaseException, width: int = 300) -> str | None:
     if len(text) > width:
         text = text[: width - 3] + "..."
     return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
+
+
+def require_bool(name: str, value: object) -> bool:
+    """``value`` if it is a real boolean; anything else (``"no"``, ``"maybe"``, ``1``) is refused, never read as
+    true: a string for a switch such as ``s3_insecure`` must not turn TLS verification off."""
+    if isinstance(value, bool):
+        return value
+    raise InputError(
+        f"{name} must be true or false, not {value!r} ({type(value).__name__}).",
+        hint=f"Write {name}: true or {name}: false (YAML), or -p {name} true / -p {name} false.",
+    )

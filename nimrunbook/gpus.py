@@ -390,6 +390,27 @@ def _label_blocks(text: str) -> list[dict[str, str]]:
     return blocks
 
 
+def _node_items(document) -> list[dict]:
+    """The nodes of ``kubectl get nodes -o json`` (a list) or of one node's JSON; anything else is refused,
+    never read as a cluster without GPUs."""
+    if isinstance(document, dict) and isinstance(document.get("items"), list):
+        items = document["items"]
+    elif isinstance(document, dict) and document.get("kind") == "Node":
+        items = [document]
+    else:
+        kind = document.get("kind") if isinstance(document, dict) else type(document).__name__
+        raise InputError(
+            f"The node list is JSON, but not Kubernetes nodes (it holds {kind or 'no kind'}).",
+            hint="Pass the output of `kubectl get nodes -o json` unchanged.",
+        )
+    if not all(isinstance(item, dict) and item.get("kind", "Node") == "Node" for item in items):
+        raise InputError(
+            "The node list holds items that are not Kubernetes nodes.",
+            hint="Pass the output of `kubectl get nodes -o json` unchanged.",
+        )
+    return items
+
+
 def inventory_from_node_labels(text: str) -> Inventory:
     """GPU nodes from ``kubectl get nodes -o json`` or ``label=value`` lines.
 
@@ -406,13 +427,18 @@ def inventory_from_node_labels(text: str) -> Inventory:
                 f"The node list is not valid JSON ({exc}).",
                 hint="Pass the output of `kubectl get nodes -o json` unchanged.",
             ) from exc
-        items = document.get("items", [document]) if isinstance(document, dict) else []
-        for item in items:
+        for item in _node_items(document):
             labels = (item.get("metadata") or {}).get("labels") or {}
             if group := _node_from_labels(labels, "kubernetes node labels"):
                 nodes.append(group)
     else:
-        for block in _label_blocks(text):
+        blocks = _label_blocks(text)
+        if not any("/" in key for block in blocks for key in block):  # every node has kubernetes.io/... labels
+            raise InputError(
+                "The node labels hold no Kubernetes label: no line reads like nvidia.com/gpu.product=NVIDIA-L4.",
+                hint="Pass `kubectl get nodes -o json`, or the nodes' labels one label=value a line.",
+            )
+        for block in blocks:
             if group := _node_from_labels(block, "kubernetes node labels"):
                 nodes.append(group)
     inventory = Inventory(_grouped(nodes))

@@ -11,13 +11,11 @@ inputs here: they come from the environment.
 
 from __future__ import annotations
 
-import sys
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import yaml
-
-from nimrunbook.errors import InputError
+from nimrunbook.errors import InputError, require_bool
 from nimrunbook.gpus import (
     Inventory,
     inventory_from_cluster,
@@ -28,6 +26,7 @@ from nimrunbook.gpus import (
 )
 from nimrunbook.images.access import RegistryAccess
 from nimrunbook.store.client import S3Settings
+from nimrunbook.userfiles import check_certificates, read_text, read_yaml
 
 DEFAULT_REGION = "us-east-1"
 # The guide's variables, the defaults the command line takes from the environment.
@@ -40,14 +39,9 @@ S3_ENVIRONMENT = {
 
 
 def read_input(path: str, what: str) -> str:
-    """Text of a file, or of standard input for ``-``, with a clear error when absent or empty."""
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise InputError(f"Cannot read the {what} file {path!r}: {exc.strerror}.") from exc
-    if not text.strip():
-        raise InputError(f"The {what} {'on standard input' if path == '-' else repr(path)} is empty.")
-    return text
+    """Text of a file, or of standard input for ``-``; anything else ends in one clear error
+    (see :func:`nimrunbook.userfiles.read_text`)."""
+    return read_text(path, what)
 
 
 def s3_settings(
@@ -72,6 +66,14 @@ def s3_settings(
     for name, variables in S3_ENVIRONMENT.items():
         if not given[name] and defaults:
             given[name] = next((defaults[v] for v in variables if defaults.get(v)), "")
+    require_bool("insecure", insecure)
+    require_bool("path_style", path_style)
+    if given["bucket"]:
+        check_bucket_name(given["bucket"])
+    if given["ca_bundle"]:
+        check_certificates(given["ca_bundle"], "CA bundle")
+    if aws_profile:
+        check_aws_profile(aws_profile)
     return S3Settings(
         bucket=given["bucket"],
         endpoint_url=given["endpoint_url"] or None,
@@ -81,6 +83,33 @@ def s3_settings(
         path_style=path_style,
         profile=aws_profile or None,
     )
+
+
+# S3's rule for bucket names (3-63 of a-z 0-9 . -, a letter or digit at each end): DataRobot addresses the bucket
+# as <bucket>.<endpoint host>, so only a name that is a DNS label works.
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def check_bucket_name(bucket: str) -> None:
+    if not _BUCKET_NAME.fullmatch(bucket) or ".." in bucket or re.fullmatch(r"[\d.]+", bucket):
+        raise InputError(
+            f"{bucket!r} is not a valid S3 bucket name.",
+            hint="A bucket name has 3 to 63 lowercase letters, digits, '.' and '-', starting and ending with a "
+            "letter or digit (e.g. nim-profiles).",
+        )
+
+
+def check_aws_profile(profile: str) -> None:
+    """Refuse a profile that neither the AWS config file nor the credentials file defines."""
+    import botocore.session
+
+    known = botocore.session.Session().available_profiles
+    if profile not in known:
+        raise InputError(
+            f"There is no AWS profile {profile!r} in the AWS config or credentials file.",
+            hint=f"Known profiles: {', '.join(sorted(known)) or 'none'}. Check --aws-profile / s3_aws_profile, or "
+            "AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE.",
+        )
 
 
 def gpu_inventory(
@@ -129,10 +158,9 @@ def image_entries(images: str | Sequence[str | Mapping]) -> list[tuple[str, str 
     The refs themselves are checked where they are used, by the one rule of :mod:`nimrunbook.images.refs`.
     """
     if isinstance(images, str):
-        path = Path(images)
-        if not path.exists():
+        if not Path(images).exists():
             return [(images, "auto")]
-        document = yaml.safe_load(path.read_text()) or {}
+        document = read_yaml(images, "image plan", shape=None) or {}
         images = document.get("images", document) if isinstance(document, dict) else document
     entries = []
     for item in images or []:

@@ -37,7 +37,9 @@ from nimrunbook.images.access import RegistryAccess
 from nimrunbook.images.access import ngc_api_key as find_ngc_key
 from nimrunbook.images.docker_backend import DockerBackend, docker_failure
 from nimrunbook.images.refs import ImageRef
+from nimrunbook.leftovers import container_labels, shielded
 from nimrunbook.localdisk import NimCache, free_bytes, require_free_space
+from nimrunbook.locks import folder_lock
 from nimrunbook.profiles import Manifest, parse_listing, parse_manifest
 from nimrunbook.progress import SILENT, Reporter, human_bytes
 
@@ -109,7 +111,9 @@ def list_profiles(
 def read_manifest(client: docker.DockerClient, image: str) -> tuple[Manifest, str]:
     """Copy ``model_manifest.yaml`` out of the image without starting it; returns (parsed, raw text)."""
     try:
-        container = client.containers.create(image, command=["true"], network_mode="none")
+        container = client.containers.create(
+            image, command=["true"], network_mode="none", labels=container_labels("read-manifest")
+        )
     except (docker.errors.ImageNotFound, docker.errors.APIError) as exc:
         raise docker_failure(exc, image) from exc
     try:
@@ -125,7 +129,8 @@ def read_manifest(client: docker.DockerClient, image: str) -> tuple[Manifest, st
             log.info("read %s from %s", path, image)
             return parse_manifest(text), text
     finally:
-        container.remove(force=True)
+        with shielded():
+            container.remove(force=True)
     raise NoManifestError(
         f"{image} has no model manifest at {' or '.join(MANIFEST_PATHS)}.",
         hint="Is it a NIM LLM image? Model-free NIM images have no manifest until given a model.",
@@ -318,6 +323,22 @@ def download_profiles(
             )
     cache = Path(cache_dir).resolve()
     prepare_cache_dir(cache)
+    with folder_lock(cache, "downloading profiles into"):  # two download-to-cache runs would fetch the same files
+        return _download(client, image, ids, cache, key, manifest, expected_bytes, network_mode, environment, progress)
+
+
+def _download(
+    client: docker.DockerClient,
+    image: str,
+    ids: list[str],
+    cache: Path,
+    key: str,
+    manifest: Manifest | None,
+    expected_bytes: int | None,
+    network_mode: str,
+    environment: dict[str, str] | None,
+    progress: Reporter,
+) -> DownloadSummary:
     _, bytes_before = cache_usage(cache)
     needed, space_check = _check_space(cache, bytes_before, expected_bytes, manifest, ids)
     started = time.monotonic()

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from nimrunbook.errors import InputError, UnknownProfileError
+from nimrunbook.errors import InputError, UnknownProfileError, require_bool
 from nimrunbook.gpus import GpuGroup, Inventory
 from nimrunbook.profiles.names import BYTES_PER_PARAMETER
 
@@ -180,6 +180,7 @@ def select_profiles(
     :func:`nimrunbook.profiles.model_parameters_b`) lets the rules tell when a
     profile's weights cannot fit in the GPUs' memory.
     """
+    require_bool("lora", lora)
     engine_set = {e.lower() for e in engines} if engines else None
     precision_set = {p.lower() for p in precisions} if precisions else None
     runs, selected, reasons = [], [], []

@@ -76,7 +76,7 @@ def _setup(case: str, media, tmp_path) -> list[str]:
 
 CASES = {
     "no such folder": (2, "does not exist"),
-    "a file, not a folder": (2, "is not a folder"),
+    "a file, not a folder": (2, "it is a file, not a folder"),
     "a folder that is no bundle": (2, "has no SHA256SUMS: it is not a nimrunbook bundle"),
     "no public key": (2, "No public key was given"),
     "a public key that is not text": (2, "Cannot read the public key"),
@@ -88,9 +88,9 @@ CASES = {
     "import --workers 0": (2, "0 is not 1 or more"),
     "import staging inside the bundle": (2, "lies inside the bundle"),
     "create --part-size -5": (2, "-5 is not 1 or more"),
-    "create --have not JSON": (2, "is not an inventory written by `nimrunbook bundle inventory`"),
+    "create --have not JSON": (2, "it is a binary file, not text"),
     "create --have not an inventory": (2, "is not an inventory written by `nimrunbook bundle inventory`"),
-    "create into a file": (2, "is not a folder"),
+    "create into a file": (2, "it is a file, not a folder"),
 }
 
 

@@ -129,3 +129,19 @@ def test_an_error_keeps_its_cause_in_one_details_line(tmp_path):
 def test_s3_options_are_validated_like_the_notebooks():
     result = run("profiles", "preflight", "--bucket", "nim-profiles", "--endpoint-url", "minio.example.com:9000")
     assert result.returncode == 2 and "has no scheme" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_bug_of_ours_is_one_paragraph_too_and_its_traceback_is_on_request(monkeypatch, capsys):
+    from nimrunbook.cli import main, profiles
+
+    def broken(_args):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(profiles, "cmd_plan", broken)
+    argv = ["profiles", "plan", "--listing", str(GUIDE), "--gpus", "L40S"]
+    assert main(argv) == 70
+    err = capsys.readouterr().err
+    assert err.startswith("nimrunbook: internal error: KeyError: 'a bug'. This is a bug in nimrunbook")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert main(["-v", *argv]) == 70
+    assert "Traceback (most recent call last)" in capsys.readouterr().err

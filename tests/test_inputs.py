@@ -7,6 +7,7 @@ from conftest import FIXTURES
 
 from nimrunbook.errors import InputError
 from nimrunbook.inputs import gpu_inventory, s3_settings
+from nimrunbook.store import S3Settings
 
 
 def test_s3_settings_given_values_win_then_the_defaults_then_aws():
@@ -25,9 +26,30 @@ def test_s3_settings_are_validated_whichever_way_they_come():
     with pytest.raises(InputError, match="no scheme"):
         s3_settings("nim-profiles", "minio.example.com:9000")
     with pytest.raises(InputError, match="no scheme"):
-        s3_settings(defaults={"NIM_BUCKET_NAME": "b", "AWS_ENDPOINT_URL": "minio.example.com:9000"})
+        s3_settings(defaults={"NIM_BUCKET_NAME": "nim-b", "AWS_ENDPOINT_URL": "minio.example.com:9000"})
     with pytest.raises(InputError, match="No bucket"):
         s3_settings(defaults={})
+    with pytest.raises(InputError, match="not a valid S3 bucket name"):
+        s3_settings("Profiles_Bucket")
+
+
+def test_a_string_never_turns_a_switch_on(monkeypatch, tmp_path):
+    for value in ("no", "false", "maybe", 0, 1, None):
+        with pytest.raises(InputError, match="insecure must be true or false"):
+            s3_settings("nim-profiles", insecure=value)
+        with pytest.raises(InputError, match="insecure must be true or false"):
+            S3Settings("nim-profiles", insecure=value)
+    assert s3_settings("nim-profiles", insecure=True).insecure is True
+
+
+def test_an_unknown_aws_profile_is_named_with_the_known_ones(monkeypatch, tmp_path):
+    config = tmp_path / "config"
+    config.write_text("[default]\nregion = us-east-1\n[profile inside]\nregion = us-east-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "absent"))
+    assert s3_settings("nim-profiles", aws_profile="inside").profile == "inside"
+    with pytest.raises(InputError, match="no AWS profile 'insdie'.*Known profiles: default, inside"):
+        s3_settings("nim-profiles", aws_profile="insdie")
 
 
 def test_gpu_inventory_from_the_first_source_given(monkeypatch):

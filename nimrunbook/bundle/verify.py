@@ -34,7 +34,7 @@ from nimrunbook import __version__
 from nimrunbook.bundle import layout, signing
 from nimrunbook.bundle.confine import BundleDir, sha256_stream
 from nimrunbook.bundle.contents import cross_check, parse_manifest, parse_sums
-from nimrunbook.errors import ConfinementError, InputError, VerificationError, problems_error
+from nimrunbook.errors import ConfinementError, InputError, VerificationError, problems_error, require_bool
 from nimrunbook.localdisk import INCOMPLETE_SUFFIX
 from nimrunbook.locks import FALLBACK_LOCK_NAME
 from nimrunbook.progress import SILENT, Reporter, Task
@@ -149,6 +149,7 @@ class VerificationReport:
 def require_key(public_key: str | Path | None, allow_unsigned: bool, path: str | Path) -> str | None:
     """The public key's text; refuses (before anything is read) a bundle to be checked without one, unless the
     caller allows an unsigned bundle."""
+    require_bool("allow_unsigned", allow_unsigned)
     if public_key:
         return signing.read_public_key(public_key)
     if not allow_unsigned:

@@ -9,6 +9,7 @@ import sys
 from nimrunbook.bundle import create, import_, inventory, verify
 from nimrunbook.bundle.inventory import parse_inventory
 from nimrunbook.bundle.parts import FAT32_PART_SIZE
+from nimrunbook.cli.arguments import InputFile, InputFolder, OutputFile, OutputFolder, positive_int
 from nimrunbook.cli.common import (
     add_profile_id_options,
     add_registry_options,
@@ -114,18 +115,12 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     return 0
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
-    return value
-
-
 def add_key_options(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--public-key", help="the signer's OpenSSH public key, handed over apart from the media")
+    command.add_argument(
+        "--public-key",
+        type=InputFile("public key"),
+        help="the signer's OpenSSH public key, handed over apart from the media",
+    )
     command.add_argument(
         "--allow-unsigned",
         action="store_true",
@@ -139,14 +134,20 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub = bundle.add_subparsers(dest="action", required=True)
 
     make = sub.add_parser("create", help="write images and profiles to removable media, with checksums and a signature")
-    make.add_argument("dest", help="folder on the media")
+    make.add_argument("dest", type=OutputFolder("bundle folder"), help="folder on the media")
     make.add_argument("--images", nargs="+", metavar="REF", help="images to carry (e.g. nvcr.io/nim/meta/...:1.8.5)")
-    make.add_argument("--cache", help="the NIM cache holding the profiles")
+    make.add_argument("--cache", type=InputFolder("NIM cache"), help="the NIM cache holding the profiles")
     add_profile_id_options(make)
-    make.add_argument("--manifest", help="model_manifest.yaml (default: read from the first image)")
+    make.add_argument(
+        "--manifest", type=InputFile("model manifest"), help="model_manifest.yaml (default: read from the first image)"
+    )
     make.add_argument("--manifest-from-image", metavar="REF", help="read the manifest from this image")
-    make.add_argument("--have", help="inventory JSON from the inside: carry only what is missing")
-    make.add_argument("--sign-key", help="OpenSSH private key to sign bundle.json and SHA256SUMS")
+    make.add_argument(
+        "--have", type=InputFile("inventory"), help="inventory JSON from the inside: carry only what is missing"
+    )
+    make.add_argument(
+        "--sign-key", type=InputFile("signing key"), help="OpenSSH private key to sign bundle.json and SHA256SUMS"
+    )
     size = make.add_mutually_exclusive_group()
     size.add_argument("--part-size", type=positive_int, help="split files larger than this many bytes into parts")
     size.add_argument("--fat32", action="store_true", help="split into parts of 4 GiB - 1 (FAT32 media)")
@@ -165,18 +166,27 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     make.set_defaults(handler=cmd_create)
 
     check = sub.add_parser("verify", help="check signature and every file; write a verification record")
-    check.add_argument("path")
+    check.add_argument("path", type=InputFolder("bundle folder"), help="the bundle folder on the media")
     add_key_options(check)
-    check.add_argument("--record-dir", help="where the record goes (default: <bundle>/verification)")
+    check.add_argument(
+        "--record-dir",
+        type=OutputFolder("record folder"),
+        help="where the record goes (default: <bundle>/verification)",
+    )
     check.set_defaults(handler=cmd_verify)
 
     load = sub.add_parser("import", help="verify, then push images and upload profiles inside")
-    load.add_argument("path")
+    load.add_argument("path", type=InputFolder("bundle folder"), help="the bundle folder on the media")
     load.add_argument("--registry", help="the internal registry")
     add_key_options(load)
-    load.add_argument("--record-dir", help="where the verification record goes (default: <bundle>/verification)")
+    load.add_argument(
+        "--record-dir",
+        type=OutputFolder("record folder"),
+        help="where the verification record goes (default: <bundle>/verification)",
+    )
     load.add_argument(
         "--staging-dir",
+        type=OutputFolder("staging folder"),
         help="where split files are joined, outside the bundle (default: the system's temporary folder)",
     )
     load.add_argument("--workers", type=positive_int, default=8, help="parallel uploads")
@@ -187,7 +197,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     have = sub.add_parser("inventory", help="what the inside already has, for an incremental bundle")
     have.add_argument("--registry", help="the internal registry")
     have.add_argument("--images", nargs="*", metavar="REF", help="original refs to look up in the registry")
-    have.add_argument("--output", "-o", help="write the JSON here")
+    have.add_argument("--output", "-o", type=OutputFile("inventory"), help="write the JSON here")
     add_s3_options(have)
     add_registry_options(have)
     have.set_defaults(handler=cmd_inventory)

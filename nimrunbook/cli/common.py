@@ -9,6 +9,7 @@ import argparse
 import os
 
 from nimrunbook import inputs
+from nimrunbook.cli.arguments import CertificateFile, InputFile
 from nimrunbook.errors import InputError
 from nimrunbook.images import RegistryAccess
 from nimrunbook.inputs import read_input
@@ -34,7 +35,11 @@ def add_s3_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--region", help="region (default: $AWS_DEFAULT_REGION or us-east-1)")
     group.add_argument("--aws-profile", help="AWS credentials profile")
-    group.add_argument("--ca-bundle", help="PEM bundle of the CA that signed the endpoint's certificate")
+    group.add_argument(
+        "--ca-bundle",
+        type=CertificateFile("CA bundle"),
+        help="PEM bundle of the CA that signed the endpoint's certificate",
+    )
     group.add_argument("--insecure", action="store_true", help="skip TLS verification (loudly recorded; avoid)")
     group.add_argument(
         "--path-style", action="store_true", help="path-style addressing (DataRobot needs virtual-hosted)"
@@ -74,7 +79,7 @@ def registry_access(args: argparse.Namespace) -> RegistryAccess:
 
 def add_manifest_options(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--manifest", help="the image's model_manifest.yaml")
+    source.add_argument("--manifest", type=InputFile("model manifest"), help="the image's model_manifest.yaml")
     source.add_argument("--image", help="read the manifest from this image (needs the Docker engine)")
 
 
@@ -102,7 +107,10 @@ def profile_ids(args: argparse.Namespace) -> list[str]:
 def add_profile_id_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profiles", nargs="+", metavar="ID", help="profile ids")
     parser.add_argument(
-        "--profiles-from", metavar="FILE", help="file of profile ids (profiles plan --format ids), or -"
+        "--profiles-from",
+        metavar="FILE",
+        type=InputFile("profile id list", stdin=True),
+        help="file of profile ids (profiles plan --format ids), or -",
     )
 
 

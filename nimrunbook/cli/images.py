@@ -6,6 +6,7 @@ import argparse
 
 import pandas as pd
 
+from nimrunbook.cli.arguments import InputFolder, OutputFolder, positive_int
 from nimrunbook.cli.common import add_registry_options, print_table, progress_reporter, registry_access
 from nimrunbook.images import export, import_, mirror
 
@@ -64,13 +65,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                 "images", nargs="+", help="full refs, e.g. nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5"
             )
         if name != "mirror":
-            command.add_argument("--dir", required=True, help="the export directory")
+            kind = OutputFolder("export folder") if name == "export" else InputFolder("export folder")
+            command.add_argument("--dir", required=True, type=kind, help="the export directory")
         if name != "export":
             command.add_argument("--to", required=True, help="destination registry (host[:port][/prefix])")
-            command.add_argument("--workers", type=int, default=2, help="images copied in parallel")
+            command.add_argument("--workers", type=positive_int, default=2, help="images copied in parallel")
         if name == "import":
             command.add_argument(
                 "--staging-dir",
+                type=OutputFolder("staging folder"),
                 help="where skopeo's views of the images are built (default: the system's temporary folder); "
                 "never inside the export, which may be read-only media",
             )

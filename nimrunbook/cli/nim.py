@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nimrunbook.cli.arguments import OutputFolder
 from nimrunbook.cli.common import add_profile_id_options, print_table, profile_ids, progress_reporter
 from nimrunbook.engine import docker_client
 from nimrunbook.nim import download_profiles, list_profiles, pull_image, read_manifest
@@ -63,6 +64,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     download = sub.add_parser("download", help="run download-to-cache for profile ids into a cache directory")
     download.add_argument("image")
     add_profile_id_options(download)
-    download.add_argument("--cache", required=True, help="the NIM cache directory (mounted at /opt/nim/.cache)")
+    download.add_argument(
+        "--cache",
+        required=True,
+        type=OutputFolder("NIM cache"),
+        help="the NIM cache directory (mounted at /opt/nim/.cache)",
+    )
     download.add_argument("--network", default="host", help="the container's network (default: host)")
     download.set_defaults(handler=cmd_download)

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from nimrunbook.cli.arguments import InputFile, InputFolder, OutputFolder, positive_int
 from nimrunbook.cli.common import (
     add_manifest_options,
     add_profile_id_options,
@@ -142,14 +143,27 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="select profiles for a GPU inventory",
         description="Select the profiles a cluster needs from list-model-profiles output and its GPUs.",
     )
-    plan.add_argument("--listing", required=True, help="list-model-profiles output (file, or - for stdin)")
-    plan.add_argument("--manifest", help="model_manifest.yaml of the image (adds PCI-id matching)")
+    plan.add_argument(
+        "--listing",
+        required=True,
+        type=InputFile("profile listing", stdin=True),
+        help="list-model-profiles output (file, or - for stdin)",
+    )
+    plan.add_argument(
+        "--manifest", type=InputFile("model manifest"), help="model_manifest.yaml of the image (adds PCI-id matching)"
+    )
     source = plan.add_mutually_exclusive_group(required=True)
     source.add_argument("--gpus", help='typed inventory, one item per node: "L40S, 2xA10G"')
     source.add_argument(
-        "--nvidia-smi", help="nvidia-smi output of a cluster node: -L, -q, the table, or --query-gpu CSV (- for stdin)"
+        "--nvidia-smi",
+        type=InputFile("nvidia-smi output", stdin=True),
+        help="nvidia-smi output of a cluster node: -L, -q, the table, or --query-gpu CSV (- for stdin)",
     )
-    source.add_argument("--node-labels", help="kubectl get nodes -o json, or label=value lines")
+    source.add_argument(
+        "--node-labels",
+        type=InputFile("node labels", stdin=True),
+        help="kubectl get nodes -o json, or label=value lines",
+    )
     plan.add_argument("--no-lora", action="store_true", help="leave out LoRA variants")
     plan.add_argument(
         "--model",
@@ -174,9 +188,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     add_manifest_options(process)
     add_profile_id_options(process)
-    process.add_argument("--cache", required=True, help="the NIM cache download-to-cache filled")
-    process.add_argument("--dest-dir", required=True, help="destination (hard links when on the cache's filesystem)")
-    process.add_argument("--workers", type=int, default=2)
+    process.add_argument(
+        "--cache", required=True, type=InputFolder("NIM cache"), help="the NIM cache download-to-cache filled"
+    )
+    process.add_argument(
+        "--dest-dir",
+        required=True,
+        type=OutputFolder("destination"),
+        help="destination (hard links when on the cache's filesystem)",
+    )
+    process.add_argument("--workers", type=positive_int, default=2, help="files placed in parallel")
     process.set_defaults(handler=cmd_process)
 
     preflight = sub.add_parser("preflight", help="check the object store: DNS, TLS, credentials, bucket, write")
@@ -189,14 +210,20 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         ("verify", cmd_verify, "check the bucket against the profiles' manifest"),
     ):
         command = sub.add_parser(name, help=text)
-        command.add_argument("--from-dir", help="a directory written by `profiles process`")
-        command.add_argument("--cache", help="or: the NIM cache, with --manifest/--image and --profiles")
+        command.add_argument(
+            "--from-dir",
+            type=InputFolder("processed profiles folder"),
+            help="a directory written by `profiles process`",
+        )
+        command.add_argument(
+            "--cache", type=InputFolder("NIM cache"), help="or: the NIM cache, with --manifest/--image and --profiles"
+        )
         group = command.add_mutually_exclusive_group()
-        group.add_argument("--manifest", help="the image's model_manifest.yaml")
+        group.add_argument("--manifest", type=InputFile("model manifest"), help="the image's model_manifest.yaml")
         group.add_argument("--image", help="read the manifest from this image")
         add_profile_id_options(command)
         add_s3_options(command)
-        command.add_argument("--workers", type=int, default=8, help="parallel transfers")
+        command.add_argument("--workers", type=positive_int, default=8, help="parallel transfers")
         if name == "verify":
             command.add_argument("--deep", action="store_true", help="read every object back and hash it")
         command.set_defaults(handler=handler)

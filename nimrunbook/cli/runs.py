@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nimrunbook.cli.arguments import positive_int
 from nimrunbook.reports import rebuild_reports, run_notebook
 from nimrunbook.reports.execute import load_parameters, raise_for_failure
 
@@ -72,7 +73,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="after a successful run, leave the sandbox running to open the notebooks in JupyterLab "
         "(a failed or interrupted run always stops it)",
     )
-    demo.add_argument("--weight-bytes", type=int, default=4 * 1024 * 1024, help="size of each stand-in weight file")
+    demo.add_argument(
+        "--weight-bytes", type=positive_int, default=4 * 1024 * 1024, help="size of each stand-in weight file"
+    )
     demo.set_defaults(handler=cmd_demo)
     report = commands.add_parser("report", help="rebuild every HTML report of a run and its index page")
     report.add_argument("run_dir")

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from nimrunbook.cli.arguments import port_number
 from nimrunbook.workdir import PARAMS_FILE, Workdir, init_workdir
 
 
@@ -82,7 +83,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     jupyter = parser.add_argument_group("JupyterLab (more in its own config: jupyter lab --generate-config)")
     jupyter.add_argument("--ip", help="address to listen on (JupyterLab's default: localhost)")
-    jupyter.add_argument("--port", type=int, help="port to listen on (JupyterLab's default: 8888 or the next free)")
+    jupyter.add_argument(
+        "--port", type=port_number, help="port to listen on (JupyterLab's default: 8888 or the next free)"
+    )
     jupyter.add_argument("--no-browser", action="store_true", help="do not open a browser (a headless host)")
 
 

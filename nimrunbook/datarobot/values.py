@@ -24,11 +24,13 @@ from urllib.parse import urlparse
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
 
 from nimrunbook.errors import InputError, problems_error
 from nimrunbook.images.refs import ImageRef
 from nimrunbook.localdisk import atomic_writer
 from nimrunbook.locks import file_lock
+from nimrunbook.userfiles import read_text
 
 SECTION = "custom-templates"
 ALLOWLIST_COMMENT = "DataRobot ignores the tags: each entry allows its image in every tag"
@@ -131,8 +133,14 @@ def merge_values(
     """
     path = Path(values_file)
     with file_lock(path, "merging DataRobot values into") if write else contextlib.nullcontext():
-        original = path.read_text() if path.exists() else ""
-        document = _yaml().load(original) if original.strip() else CommentedMap()
+        original = read_text(path, "Helm values file", allow_empty=True) if path.exists() else ""
+        try:
+            document = _yaml().load(original) if original.strip() else CommentedMap()
+        except YAMLError as exc:
+            raise InputError(
+                f"{path} is not YAML ({' '.join(str(exc).split())[:200]}).",
+                hint="Give the DataRobot Helm values file (values.yaml).",
+            ) from exc
         if not isinstance(document, CommentedMap):
             raise InputError(
                 f"{path} is not a YAML mapping.", hint="Give the DataRobot Helm values file (values.yaml)."

@@ -3,7 +3,8 @@
 Credentials come from the Docker config (``docker login`` writes it), from
 the NGC API key for nvcr.io (user ``$oauthtoken``; :func:`ngc_api_key` is the
 one place that finds it), or from ECR's token. They reach skopeo through a
-temporary auth file readable only by us, never through the command line,
+temporary auth file readable only by us (in our private folder, removed on
+every exit path: :mod:`nimrunbook.leftovers`), never through the command line,
 where ``ps`` would show them, and the Docker engine through its API.
 """
 
@@ -17,8 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nimrunbook.errors import InputError
+from nimrunbook.leftovers import secret_file
 from nimrunbook.redact import register_secret
+from nimrunbook.userfiles import check_certificates
 
 NGC_REGISTRY = "nvcr.io"
 NGC_USERNAME = "$oauthtoken"
@@ -47,10 +49,7 @@ class RegistryAccess:
 
     def __post_init__(self) -> None:
         for host, bundle in self.ca_bundles.items():
-            if not os.path.isfile(bundle):
-                raise InputError(
-                    f"The CA bundle {bundle} for {host} does not exist.", hint="Give the registry CA's PEM file."
-                )
+            check_certificates(bundle, f"CA bundle for {host}")
         for _, secret in self.credentials.values():
             register_secret(secret)
 
@@ -95,17 +94,10 @@ class RegistryAccess:
             return {"username": user, "password": secret}
         return None
 
-    @contextmanager
     def auth_file(self):
-        """A temporary auth file (mode 0600) for skopeo; removed afterwards."""
-        handle, name = tempfile.mkstemp(prefix="nimrunbook-auth-", suffix=".json")
-        try:
-            with os.fdopen(handle, "w") as writer:
-                json.dump(self.auth_document(), writer)
-            os.chmod(name, 0o600)
-            yield name
-        finally:
-            os.unlink(name)
+        """A temporary auth file (mode 0600) for skopeo, in our private folder; removed afterwards, on a signal
+        too, or by the next run if this one is killed (see :func:`nimrunbook.leftovers.secret_file`)."""
+        return secret_file("auth", json.dumps(self.auth_document()).encode(), ".json")
 
     @contextmanager
     def cert_dir(self, host: str):

@@ -24,6 +24,7 @@ from nimrunbook.images.exports import ExportFolder, ImageCopy, check_digest, rea
 from nimrunbook.images.failures import missing_image
 from nimrunbook.images.refs import ImageRef
 from nimrunbook.localdisk import staging_folder
+from nimrunbook.locks import folder_lock
 from nimrunbook.progress import SILENT, Reporter
 
 log = logging.getLogger(__name__)
@@ -99,9 +100,10 @@ def export(
     images = parse_refs(refs)
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
-    engine = open_backend(backend, access, docker_client=docker_client)
-    with progress.task(f"export {len(images)} images", len(images), unit="images") as task:
-        return engine.export(images, root, task)
+    with folder_lock(root, "exporting images into"):  # one writer per OCI layout and its index
+        engine = open_backend(backend, access, docker_client=docker_client)
+        with progress.task(f"export {len(images)} images", len(images), unit="images") as task:
+            return engine.export(images, root, task)
 
 
 def import_(

@@ -8,6 +8,7 @@ top). Progress is set to log lines, since no one watches widgets here.
 
 from __future__ import annotations
 
+import errno
 import importlib.resources
 import logging
 import sys
@@ -19,10 +20,11 @@ import nbformat
 import papermill
 import yaml
 
-from nimrunbook.errors import InputError, NimRunbookError
+from nimrunbook.errors import DiskSpaceError, InputError, NimRunbookError
 from nimrunbook.redact import redact
 from nimrunbook.reports.html import build_index, export_html, static_notebook
 from nimrunbook.runbook.record import RunRecord
+from nimrunbook.userfiles import read_notebook, read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ def find_notebook(name: str) -> Path:
     """A notebook by path, or by name (``01_plan_profiles``) among the runbook's notebooks."""
     path = Path(name)
     if path.exists():
+        read_notebook(path)  # a file named .ipynb that is not a notebook is refused here, in one paragraph
         return path
     for candidate in (notebook_dir() / name, notebook_dir() / f"{name}.ipynb"):
         if candidate.exists():
@@ -74,13 +77,9 @@ def _scrub(executed: Path) -> None:
 def load_parameters(files: list[str] | None, pairs: list[tuple[str, str]] | None) -> dict:
     parameters: dict = {}
     for file in files or []:
-        try:
-            document = yaml.safe_load(Path(file).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise InputError(f"Cannot read the parameter file {file}: {exc}") from None
-        if not isinstance(document, dict):
-            raise InputError(f"The parameter file {file} is not a mapping of parameter names to values.")
-        parameters.update(document)
+        parameters.update(
+            read_yaml(file, "parameter file", hint="Write one parameter a line: `name: value` (see params.yaml).")
+        )
     for name, value in pairs or []:
         parameters[name] = yaml.safe_load(value) if value else value
     return parameters
@@ -133,6 +132,8 @@ def run_notebook(
         )
     except papermill.PapermillExecutionError as exc:
         error = redact(f"cell {exc.exec_count} raised {exc.ename}: {exc.evalue}")
+    except OSError as exc:  # the run folder cannot be written (a full disk): there is no notebook to report from
+        raise _unwritable(root, exc) from exc
     except Exception as exc:  # noqa: BLE001 - a kernel that died, a notebook that cannot be read
         error = redact(f"{type(exc).__name__}: {exc}")
     seconds = round(time.monotonic() - started, 3)
@@ -150,6 +151,13 @@ def run_notebook(
     )
     build_index(root)
     return ExecutionResult(source, executed, report, error is None, seconds, error)
+
+
+def _unwritable(root: Path, exc: OSError) -> NimRunbookError:
+    what = f"The executed notebook could not be written into the run folder {root}: {exc.strerror or exc}."
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskSpaceError(what, hint="Free space there or give a --run-dir on a larger disk, then run again.")
+    return NimRunbookError(what, hint="Check that the run folder can be written, then run again.")
 
 
 def raise_for_failure(result: ExecutionResult) -> None:

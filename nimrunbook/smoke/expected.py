@@ -12,13 +12,13 @@ and every entry is checked again here before use.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nimrunbook import userfiles
 from nimrunbook.bundle import contents as bundle_contents
 from nimrunbook.bundle import layout as bundle_layout
 from nimrunbook.errors import InputError
@@ -102,12 +102,7 @@ def _entries(document: dict, source: Path) -> Published:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(f"Cannot read {path}: {exc.strerror}.") from exc
-    except json.JSONDecodeError as exc:
-        raise _bad(path, f"it is not JSON ({exc.msg} at line {exc.lineno})") from exc
+    return userfiles.read_json(path, "record of what was published")
 
 
 def _from_run_record(path: Path) -> Published:

@@ -16,7 +16,7 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from nimrunbook.errors import InputError, StorageError
+from nimrunbook.errors import InputError, StorageError, require_bool
 from nimrunbook.redact import redact, register_secret
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ class S3Settings:
     warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        require_bool("insecure", self.insecure)
+        require_bool("path_style", self.path_style)
         if not self.bucket:
             raise InputError("No bucket given.", hint="Name the dedicated bucket NIM profiles go to (bucket=...).")
         if self.endpoint_url and urlparse(self.endpoint_url).scheme not in ("http", "https"):

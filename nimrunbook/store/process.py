@@ -28,8 +28,10 @@ from nimrunbook import __version__
 from nimrunbook.errors import InputError
 from nimrunbook.hashing import HashJournal, copy_and_hash, sha256_file
 from nimrunbook.localdisk import STATE_DIR, commit, partial_path, require_free_space, write_text_atomic
+from nimrunbook.locks import folder_lock
 from nimrunbook.progress import SILENT, Reporter, Task, human_bytes
 from nimrunbook.store.plan import PlannedObject, PublishPlan
+from nimrunbook.userfiles import read_json
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,20 @@ def process_to_directory(
     journal to share digests between destinations: a hard link has its blob's identity.
     """
     root = Path(destination)
+    root.mkdir(parents=True, exist_ok=True)
+    with folder_lock(root, "processing profiles into"):  # two writers would share .incomplete names
+        return _process(plan, root, image, profile_names, workers, journal, progress)
+
+
+def _process(
+    plan: PublishPlan,
+    root: Path,
+    image: str | None,
+    profile_names: dict[str, str] | None,
+    workers: int,
+    journal: HashJournal | None,
+    progress: Reporter,
+) -> ProcessResult:
     objects_dir, state = root / OBJECTS_DIR, root / STATE_DIR
     objects_dir.mkdir(parents=True, exist_ok=True)
     (state / "incomplete").mkdir(parents=True, exist_ok=True)
@@ -156,15 +172,12 @@ def process_to_directory(
 def load_processed(directory: str | Path) -> tuple[dict, list[PlannedObject]]:
     """Read a processed directory back: its manifest and one object per file, with recorded digests."""
     root = Path(directory)
-    try:
-        document = json.loads((root / MANIFEST_NAME).read_text())
-    except FileNotFoundError as exc:
+    if not (root / MANIFEST_NAME).exists():
         raise InputError(
             f"{root} holds no {MANIFEST_NAME}: it is not a directory nimrunbook processed.",
             hint="Process the cache into it first (nimrunbook profiles process), or give the right directory.",
-        ) from exc
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{root / MANIFEST_NAME} is damaged ({exc}).", hint="Process the cache again.") from exc
+        )
+    document = read_json(root / MANIFEST_NAME, "processed profiles manifest", hint="Process the cache again.")
     if document.get("format") != MANIFEST_FORMAT or document.get("version", 0) > MANIFEST_VERSION:
         raise InputError(
             f"{root / MANIFEST_NAME} is format {document.get('format')} version {document.get('version')}; "
