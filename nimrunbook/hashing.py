@@ -33,12 +33,12 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import BinaryIO, Protocol, TypeVar
 
-from nimrunbook.localdisk import WRITEBACK_STEP, atomic_writer, cache_journal_path, start_writeback, state_journal_path
+from nimrunbook.localdisk import Writeback, atomic_writer, cache_journal_path, state_journal_path
 from nimrunbook.progress import Task
 
 CHUNK = 8 * 1024 * 1024
-BUFFER = 4 * 1024 * 1024  # one buffer of overlapped_pump: small enough to stay in the CPU's cache between stages
-BUFFERS = 6  # buffers in flight per file: the bound on what read-ahead and write-behind hold
+BUFFER = 1024 * 1024  # one buffer of overlapped_pump: small enough to stay in the CPU cache between stages
+BUFFERS = 16  # buffers in flight per file: the bound on what read-ahead and write-behind hold
 BYTES_HASHED = 0
 _count_lock = threading.Lock()
 
@@ -208,11 +208,7 @@ class _Pipeline:
     def _write_behind(self) -> None:
         writer = self.writer
         assert writer is not None
-        try:
-            fd, start = writer.fileno(), writer.tell()
-        except (AttributeError, OSError, ValueError):
-            fd, start = None, 0
-        written = flushed = 0
+        writeback = Writeback(writer)
         while (item := self.to_write.get()) is not None:
             buffer, length = item
             if not self.errors:
@@ -220,10 +216,7 @@ class _Pipeline:
                     view = memoryview(buffer)[:length]
                     while view:
                         view = view[writer.write(view) :]
-                    written += length
-                    if fd is not None and written - flushed >= WRITEBACK_STEP:
-                        start_writeback(fd, start + flushed, written - flushed)
-                        flushed = written
+                    writeback.wrote(length)
                 except BaseException as error:  # noqa: BLE001 - handed to the caller's thread, which raises it
                     self.errors.append(error)
                     self.stop.set()
