@@ -41,7 +41,7 @@ INCOMPLETE_SUFFIX = ".incomplete"
 STATE_DIR = ".nimrunbook"  # our bookkeeping inside a directory we write (never shipped as payload)
 CACHE_JOURNAL_NAME = ".nimrunbook-sha256.jsonl"
 STATE_JOURNAL_NAME = "sha256.jsonl"
-WRITEBACK_STEP = 8 * 1024 * 1024  # a long write asks for writeback this often (see start_writeback)
+WRITEBACK_STEP = 32 * 1024 * 1024  # a long write asks for writeback this often (see start_writeback)
 
 
 # -- atomic writes ----------------------------------------------------------------------------

@@ -100,7 +100,7 @@ def test_a_full_disk_is_raised_and_nothing_half_written_is_left(tmp_path):
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
     try:
-        source = _file(tmp_path / "source", 5 * BUFFER)
+        source = _file(tmp_path / "source", 12 * 2**20)  # more than the 8 MiB the disk holds
         before = threading.active_count()
         with pytest.raises(OSError) as info:
             copy_and_hash(source, small / "copy")
