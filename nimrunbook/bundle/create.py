@@ -148,8 +148,11 @@ def _write_objects(
     Each object is recorded as soon as it is complete, so a failure (a pulled drive, a full disk) or an interrupt,
     which stops the others within one buffer (:class:`hashing.FilePool`), keeps every object already written.
     """
-    earlier = {o.key: record.complete(root, _object_path(o)) for o in objects}
-    pending = [o for o in objects if earlier[o.key] is None]
+    complete: dict[str, WrittenFile] = {}
+    for obj in objects:
+        if (done := record.complete(root, _object_path(obj))) is not None:
+            complete[obj.key] = done
+    pending = [o for o in objects if o.key not in complete]
     pool = FilePool()
 
     def write(obj: PlannedObject) -> WrittenFile:
@@ -161,8 +164,8 @@ def _write_objects(
 
     with progress.task(f"write {len(pending)} profile objects", sum(o.size for o in pending)) as task:
         fresh = pool.map(write, pending, size=lambda o: o.size)
-    earlier.update((obj.key, done) for obj, done in zip(pending, fresh, strict=True))
-    written = {obj.key: earlier[obj.key] for obj in objects}  # in the plan's order, however they completed
+    complete.update((obj.key, done) for obj, done in zip(pending, fresh, strict=True))
+    written = {obj.key: complete[obj.key] for obj in objects}  # in the plan's order, however they completed
     for obj in objects:
         obj.sha256 = written[obj.key].sha256
     return written, len(objects) - len(pending)
