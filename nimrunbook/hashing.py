@@ -223,11 +223,14 @@ class _Pipeline:
             self.free.put(buffer)
 
 
+MAX_WORKERS = 4  # four files at once hash at 5-6 GB/s with SHA extensions, past what any media reads or writes
+
+
 def default_workers() -> int:
-    """Files worked on at once: one per core, and at least two, so that one file's wait for the disk is another's
-    time to hash."""
+    """Files worked on at once: one per core, at least two (one file's wait for the disk is another's time to
+    hash) and at most :data:`MAX_WORKERS` (more only interleaves writes on the media and holds more buffers)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(2, cores)
+    return min(MAX_WORKERS, max(2, cores))
 
 
 class FilePool:
