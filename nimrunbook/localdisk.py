@@ -152,7 +152,7 @@ def writeback_while_written(directory: str | Path, every: float = 0.2) -> Iterat
 
 
 def _advise_growing_files(directory: Path, stop: threading.Event, every: float) -> None:
-    advised: dict[int, int] = {}  # inode -> bytes advised so far
+    advised: dict[tuple[str, int], int] = {}  # (name, inode) -> bytes advised so far; an inode may be reused
     while not stop.wait(every):
         try:
             entries = list(os.scandir(directory))
@@ -161,7 +161,8 @@ def _advise_growing_files(directory: Path, stop: threading.Event, every: float) 
         for entry in entries:
             try:
                 info = entry.stat(follow_symlinks=False)
-                done = advised.get(info.st_ino, 0)
+                key = (entry.name, info.st_ino)
+                done = advised.get(key, 0)
                 if not stat.S_ISREG(info.st_mode) or info.st_size - done < WRITEBACK_STEP:
                     continue
                 fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -169,7 +170,7 @@ def _advise_growing_files(directory: Path, stop: threading.Event, every: float) 
                 continue
             try:
                 start_writeback(fd, done, info.st_size - done)
-                advised[info.st_ino] = info.st_size
+                advised[key] = info.st_size
             finally:
                 os.close(fd)
 
