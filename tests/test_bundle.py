@@ -4,6 +4,7 @@ registries (one over TLS) and the S3 server behind TLS."""
 import json
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -275,10 +276,13 @@ def test_interrupted_create_resumes_without_rewriting(standin_manifest, download
     plan = plan_publish(standin_manifest, downloaded_cache, [VLLM, L40S_BF16])
     real_write, calls = bundle_parts.write_file, []
 
-    def pulled_drive(*args, **kwargs):  # fault injection: the drive is pulled after four files
-        if len(calls) == 4:
-            raise OSError(5, "Input/output error")
-        calls.append(args[2])
+    lock = threading.Lock()
+
+    def pulled_drive(*args, **kwargs):  # fault injection: the drive is pulled after four files were begun
+        with lock:
+            if len(calls) == 4:
+                raise OSError(5, "Input/output error")
+            calls.append(args[2])
         return real_write(*args, **kwargs)
 
     create_module = __import__("sys").modules["nimrunbook.bundle.create"]
@@ -286,10 +290,11 @@ def test_interrupted_create_resumes_without_rewriting(standin_manifest, download
     with pytest.raises(OSError):
         create(tmp_path / "b", plan=plan)
     inodes = {p.name: p.stat().st_ino for p in (tmp_path / "b/profiles/objects").iterdir()}
-    assert len(inodes) == 4 and not list((tmp_path / "b").rglob("*.incomplete"))
+    # files are written several at once: the other file under way when the drive went is stopped, not kept
+    assert len(inodes) in (3, 4) and not list((tmp_path / "b").rglob("*.incomplete"))
     monkeypatch.setattr(create_module, "write_file", real_write)
     resumed = create(tmp_path / "b", plan=plan_publish(standin_manifest, downloaded_cache, [VLLM, L40S_BF16]))
-    assert (resumed.objects_written, resumed.objects_skipped) == (len(plan.objects) - 4, 4)
+    assert (resumed.objects_written, resumed.objects_skipped) == (len(plan.objects) - len(inodes), len(inodes))
     assert all((tmp_path / "b/profiles/objects" / name).stat().st_ino == inode for name, inode in inodes.items())
     assert verify(tmp_path / "b", allow_unsigned=True).ok
 

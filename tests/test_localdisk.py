@@ -1,22 +1,31 @@
 """Local-disk discipline: atomic writes, free space, and the NIM cache read from a real cache tree."""
 
 import errno
+import io
 import os
 import shutil
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from conftest import FIXTURES
 
+from nimrunbook import localdisk
 from nimrunbook.errors import DiskSpaceError
 from nimrunbook.localdisk import (
+    WRITEBACK_STEP,
     NimCache,
+    Writeback,
     atomic_writer,
     cache_journal_path,
     free_bytes,
     require_free_space,
     state_journal_path,
     write_text_atomic,
+    writeback_while_written,
 )
 
 TREE = FIXTURES / "cache-trees/llama-3.1-8b-instruct-1.1.2-L40S-download-to-cache-ngc-hub.txt"
@@ -47,6 +56,62 @@ def test_free_space_is_checked_on_the_nearest_existing_parent(tmp_path, monkeypa
     with pytest.raises(DiskSpaceError) as info:
         require_free_space(tmp_path / "later", 10**18, what="The download", hint="Free space, then run again.")
     assert str(info.value).startswith("The download needs 1000000.0 TB in ") and "Free space" in str(info.value)
+
+
+def _advice_recorded(monkeypatch) -> list[tuple[int, int, int]]:
+    """Every writeback advice given, as (inode, offset, length); the advice itself is still given."""
+    advised, advise = [], localdisk.start_writeback
+
+    def record(fd, offset, length):
+        advised.append((os.fstat(fd).st_ino, offset, length))
+        advise(fd, offset, length)
+
+    monkeypatch.setattr(localdisk, "start_writeback", record)
+    return advised
+
+
+def test_writeback_is_advised_as_a_file_grows(tmp_path, monkeypatch):
+    advised = _advice_recorded(monkeypatch)
+    with atomic_writer(tmp_path / "copy") as writer:
+        writeback = Writeback(writer)
+        for _ in range(5):
+            writer.write(b"x" * (WRITEBACK_STEP // 2))
+            writeback.wrote(WRITEBACK_STEP // 2)
+        inode = os.fstat(writer.fileno()).st_ino
+    assert [(i, o, n) for i, o, n in advised if i == inode] == [
+        (inode, 0, WRITEBACK_STEP),
+        (inode, WRITEBACK_STEP, WRITEBACK_STEP),
+    ]
+    assert (tmp_path / "copy").stat().st_size == 5 * WRITEBACK_STEP // 2
+    Writeback(io.BytesIO()).wrote(2 * WRITEBACK_STEP)  # not a file on a disk: nothing to advise, no error
+
+
+def test_writeback_while_another_program_writes(tmp_path, monkeypatch):
+    """A child process writes a file slowly, as skopeo writes a blob; a FIFO beside it is never opened."""
+    advised = _advice_recorded(monkeypatch)
+    os.mkfifo(tmp_path / "fifo")
+    size = 3 * WRITEBACK_STEP
+    writer = (
+        "import sys, time\n"
+        "with open(sys.argv[1], 'wb') as out:\n"
+        f"    for _ in range({size // 2**20}):\n"
+        "        out.write(b'y' * 2**20); out.flush(); time.sleep(0.005)\n"
+    )
+    with writeback_while_written(tmp_path, every=0.01):
+        subprocess.run([sys.executable, "-c", writer, str(tmp_path / "blob")], check=True)
+        inode = (tmp_path / "blob").stat().st_ino
+        for _ in range(1000):  # until the watcher has seen the file whole (it looks every 10 ms)
+            if size - sum(n for i, _, n in advised if i == inode) < WRITEBACK_STEP:
+                break
+            time.sleep(0.01)
+    ranges = [(offset, length) for i, offset, length in advised if i == inode]
+    assert ranges and all(length >= WRITEBACK_STEP for _, length in ranges)
+    assert [offset for offset, _ in ranges] == [sum(n for _, n in ranges[:k]) for k in range(len(ranges))]  # in turn
+    assert size - sum(n for _, n in ranges) < WRITEBACK_STEP  # the tail is left to the writer's own fsync
+    assert not any(t.name == "nimrunbook-writeback" for t in threading.enumerate())
+    assert (tmp_path / "blob").read_bytes() == b"y" * size
+    with writeback_while_written(tmp_path / "not-yet", every=0.01):  # a folder not made yet: nothing happens
+        time.sleep(0.05)
 
 
 def test_journal_locations():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -238,9 +239,11 @@ class BundleDir:
                 os.close(child)
 
 
-def sha256_stream(reader: BinaryIO, size: int, progress: Task | None = None) -> tuple[str, int]:
+def sha256_stream(
+    reader: BinaryIO, size: int, progress: Task | None = None, *, cancel: threading.Event | None = None
+) -> tuple[str, int]:
     """(sha256, bytes read) of at most ``size`` + 1 bytes: enough to notice a file longer than it should be,
-    never more."""
+    never more. Read ahead of the hashing (:func:`hashing.overlapped_pump`), from the descriptor given only."""
     digest = hashlib.sha256()
-    read = hashing.pump(reader, None, [digest], progress, limit=size + 1)
+    read = hashing.overlapped_pump(reader, None, [digest], progress, limit=size + 1, cancel=cancel)
     return digest.hexdigest(), read

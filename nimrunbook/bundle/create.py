@@ -20,7 +20,7 @@ from pathlib import Path
 from nimrunbook import __version__
 from nimrunbook.bundle import guard, layout, signing
 from nimrunbook.bundle.parts import WriteRecord, WrittenFile, write_file
-from nimrunbook.hashing import HashJournal, sha256_file
+from nimrunbook.hashing import FilePool, HashJournal, sha256_file
 from nimrunbook.images import ImageBackend, ImageCopy, RegistryAccess, export
 from nimrunbook.images.backend import BackendName, open_backend
 from nimrunbook.images.refs import ImageRef
@@ -143,19 +143,31 @@ def _write_objects(
     journal: HashJournal | None,
     progress: Reporter,
 ) -> tuple[dict[str, WrittenFile], int]:
-    """Copy each object to the media (hashed on the way), skipping what an earlier run completed."""
-    pending = [o for o in objects if record.complete(root, _object_path(o)) is None]
-    written: dict[str, WrittenFile] = {}
+    """Copy each object to the media (hashed on the way), several at once, skipping what an earlier run completed.
+
+    Each object is recorded as soon as it is complete, so a failure (a pulled drive, a full disk) or an interrupt,
+    which stops the others within one buffer (:class:`hashing.FilePool`), keeps every object already written.
+    """
+    complete: dict[str, WrittenFile] = {}
+    for obj in objects:
+        if (done := record.complete(root, _object_path(obj))) is not None:
+            complete[obj.key] = done
+    pending = [o for o in objects if o.key not in complete]
+    pool = FilePool()
+
+    def write(obj: PlannedObject) -> WrittenFile:
+        done = write_file(obj.source, root, _object_path(obj), part_size, task, cancel=pool.cancel)
+        record.add(done)
+        if journal is not None and not done.parts and journal.lookup(obj.source) is None:
+            journal.record(obj.source, done.sha256)  # the cache blob need not be hashed again
+        return done
+
     with progress.task(f"write {len(pending)} profile objects", sum(o.size for o in pending)) as task:
-        for obj in objects:
-            done = record.complete(root, _object_path(obj))
-            if done is None:
-                done = write_file(obj.source, root, _object_path(obj), part_size, task)
-                record.add(done)
-                if journal is not None and not done.parts and journal.lookup(obj.source) is None:
-                    journal.record(obj.source, done.sha256)  # the cache blob need not be hashed again
-            obj.sha256 = done.sha256
-            written[obj.key] = done
+        fresh = pool.map(write, pending, size=lambda o: o.size)
+    complete.update((obj.key, done) for obj, done in zip(pending, fresh, strict=True))
+    written = {obj.key: complete[obj.key] for obj in objects}  # in the plan's order, however they completed
+    for obj in objects:
+        obj.sha256 = written[obj.key].sha256
     return written, len(objects) - len(pending)
 
 

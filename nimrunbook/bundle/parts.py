@@ -77,13 +77,22 @@ def part_name(relative: str, index: int) -> str:
     return f"{relative}.part{index:04d}"
 
 
-def write_file(source: Path, root: Path, relative: str, part_size: int | None, progress: Task | None) -> WrittenFile:
-    """Copy ``source`` to ``root/relative`` (or its parts), hashing in the same read."""
+def write_file(
+    source: Path,
+    root: Path,
+    relative: str,
+    part_size: int | None,
+    progress: Task | None,
+    *,
+    cancel: threading.Event | None = None,
+) -> WrittenFile:
+    """Copy ``source`` to ``root/relative`` (or its parts), hashing in the same read (overlapped, see
+    :func:`hashing.overlapped_pump`); stops with :class:`hashing.Cancelled` once ``cancel`` is set."""
     target = root / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     size = source.stat().st_size
     if not part_size or size <= part_size:
-        return WrittenFile(relative, size, hashing.copy_and_hash(source, target, progress))
+        return WrittenFile(relative, size, hashing.copy_and_hash(source, target, progress, cancel=cancel))
     whole = hashlib.sha256()
     parts: list[dict] = []
     with open(source, "rb", buffering=0) as reader:
@@ -91,7 +100,7 @@ def write_file(source: Path, root: Path, relative: str, part_size: int | None, p
             name = part_name(relative, index)
             part_hash = hashlib.sha256()
             with atomic_writer(root / name) as writer:
-                hashing.pump(reader, writer, [whole, part_hash], progress, limit=part_size)
+                hashing.overlapped_pump(reader, writer, [whole, part_hash], progress, limit=part_size, cancel=cancel)
             parts.append({"path": name, "size": (root / name).stat().st_size, "sha256": part_hash.hexdigest()})
     return WrittenFile(relative, size, whole.hexdigest(), parts)
 
@@ -106,7 +115,7 @@ def reassemble(root: BundleDir, parts: list[dict], size: int, target: Path, prog
     with atomic_writer(target, "xb") as writer:
         for part in parts:
             with root.open(part["path"]) as reader:
-                written += hashing.pump(reader, writer, [digest], progress, limit=size - written)
+                written += hashing.overlapped_pump(reader, writer, [digest], progress, limit=size - written)
                 longer = reader.read(1)
             if longer:
                 raise VerificationError(

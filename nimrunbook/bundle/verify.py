@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import socket
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -35,6 +36,7 @@ from nimrunbook.bundle import layout, signing
 from nimrunbook.bundle.confine import BundleDir, sha256_stream
 from nimrunbook.bundle.contents import cross_check, parse_manifest, parse_sums
 from nimrunbook.errors import ConfinementError, InputError, VerificationError, problems_error, require_bool
+from nimrunbook.hashing import FilePool
 from nimrunbook.localdisk import INCOMPLETE_SUFFIX
 from nimrunbook.locks import FALLBACK_LOCK_NAME
 from nimrunbook.progress import SILENT, Reporter, Task
@@ -239,17 +241,20 @@ def _check(root: BundleDir, report: VerificationReport, key_text: str | None, ke
     sizes = {f["path"]: f["size"] for f in document["files"]}
     digests = {layout.MANIFEST: sums[layout.MANIFEST]} if layout.MANIFEST in sums else {}
     total = sum(sizes[name] for name in sums if name in sizes)
+    listed = [name for name in sorted(sums) if name != layout.MANIFEST]
+    pool = FilePool()
     with progress.task("verify bundle", total or None) as reporter:
-        for name, digest in sorted(sums.items()):
-            if name == layout.MANIFEST:
-                continue
-            if name not in sizes:
-                report.checks.append(FileCheck(name, "unlisted", "in SHA256SUMS but not in bundle.json: not read"))
-                continue
-            check = _hash(root, name, digest, sizes[name], reporter)
-            report.checks.append(check)
-            if check.status == "ok":
-                digests[name] = digest
+        hashed = pool.map(
+            lambda name: _hash(root, name, sums[name], sizes[name], reporter, pool.cancel),
+            [name for name in listed if name in sizes],
+            size=lambda name: sizes[name],
+        )
+    checks = {check.path: check for check in hashed}
+    for name in listed:
+        check = checks.get(name) or FileCheck(name, "unlisted", "in SHA256SUMS but not in bundle.json: not read")
+        report.checks.append(check)
+        if check.status == "ok":
+            digests[name] = sums[name]
     _walk(root, report, set(sums))
     if report.ok:
         report.verified = VerifiedBundle(root.path, document, digests)
@@ -297,7 +302,9 @@ def _mark_unsigned(root: BundleDir, report: VerificationReport, document: dict |
     ) + " (accepted with allow-unsigned)"
 
 
-def _hash(root: BundleDir, name: str, digest: str, size: int, progress: Task) -> FileCheck:
+def _hash(root: BundleDir, name: str, digest: str, size: int, progress: Task, cancel: threading.Event) -> FileCheck:
+    """Hash one listed file through the descriptor the confinement module opened (several at once, on a
+    :class:`FilePool`)."""
     try:
         with root.open(name) as reader:
             actual = os.fstat(reader.fileno()).st_size
@@ -305,7 +312,7 @@ def _hash(root: BundleDir, name: str, digest: str, size: int, progress: Task) ->
                 return FileCheck(name, "truncated", f"{actual} of {size} bytes")
             if actual != size:
                 return FileCheck(name, "size differs", f"{actual} bytes, expected {size}")
-            got, read = sha256_stream(reader, size, progress)
+            got, read = sha256_stream(reader, size, progress, cancel=cancel)
     except ConfinementError as error:
         return FileCheck(name, error.status, error.message)
     except OSError as exc:  # a failing medium

@@ -24,7 +24,7 @@ from nimrunbook.images.exports import ARCHIVE_NAME, ImageCopy, write_index
 from nimrunbook.images.failures import Failure, classify, registry_failure
 from nimrunbook.images.refs import ImageRef
 from nimrunbook.images.views import ExportSource
-from nimrunbook.localdisk import atomic_writer, require_free_space
+from nimrunbook.localdisk import Writeback, atomic_writer, require_free_space
 from nimrunbook.progress import Task
 
 log = logging.getLogger(__name__)
@@ -110,8 +110,10 @@ class DockerBackend:
         response = self.client.api._get(self.client.api._url("/images/get"), params={"names": refs}, stream=True)
         self.client.api._raise_for_status(response)
         with atomic_writer(archive) as writer:
+            writeback = Writeback(writer)  # the archive goes to the disk as it comes, not all at the fsync
             for chunk in response.iter_content(8 * 1024 * 1024):
                 writer.write(chunk)
+                writeback.wrote(len(chunk))
 
     def load(self, archive: Path) -> None:
         with open(archive, "rb") as reader:

@@ -20,7 +20,7 @@ from nimrunbook.images.exports import OCI_DIR, ImageCopy, check_digest, exported
 from nimrunbook.images.failures import Failure, classify, missing_image, registry_failure
 from nimrunbook.images.refs import ImageRef
 from nimrunbook.images.views import ExportSource, dir_view
-from nimrunbook.localdisk import require_free_space
+from nimrunbook.localdisk import require_free_space, writeback_while_written
 from nimrunbook.progress import Task
 from nimrunbook.redact import redact
 
@@ -29,6 +29,18 @@ log = logging.getLogger(__name__)
 
 def available() -> bool:
     return shutil.which("skopeo") is not None
+
+
+def manifest_digest(raw: bytes) -> str:
+    """The digest a registry names a manifest by: sha256 of its bytes as served."""
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def layer_bytes(raw: bytes) -> int:
+    """Compressed size of the image's config and layers, for the disk check before an export."""
+    manifest = json.loads(raw)
+    parts = [manifest.get("config", {}), *manifest.get("layers", [])]
+    return sum(int(p.get("size", 0)) for p in parts) + sum(int(m.get("size", 0)) for m in manifest.get("manifests", []))
 
 
 class SkopeoBackend:
@@ -85,18 +97,7 @@ class SkopeoBackend:
 
     def digest(self, ref: ImageRef) -> str | None:
         raw = self.raw_manifest(ref)
-        return None if raw is None else "sha256:" + hashlib.sha256(raw).hexdigest()
-
-    def layer_bytes(self, ref: ImageRef) -> int:
-        """Compressed size of the image's config and layers, for the disk check before an export."""
-        raw = self.raw_manifest(ref)
-        if raw is None:
-            return 0
-        manifest = json.loads(raw)
-        parts = [manifest.get("config", {}), *manifest.get("layers", [])]
-        return sum(int(p.get("size", 0)) for p in parts) + sum(
-            int(m.get("size", 0)) for m in manifest.get("manifests", [])
-        )
+        return None if raw is None else manifest_digest(raw)
 
     def _copy(
         self, source: str, destination: str, source_host: str | None, destination_host: str | None, ref: str
@@ -120,25 +121,30 @@ class SkopeoBackend:
         """Each image into one OCI layout, one at a time (one writer per layout), its digest checked;
         the index is rewritten after each, so a re-run skips what is complete."""
         done = exported_before(directory)
+        manifests = {}  # one inspect per image, for both the disk check and the digest
+        for image in images:
+            raw = self.raw_manifest(image)
+            if raw is None:
+                raise missing_image(image)
+            manifests[image] = raw
         require_free_space(
             directory,
-            sum(self.layer_bytes(i) for i in images if str(i) not in done),
+            sum(layer_bytes(manifests[i]) for i in images if str(i) not in done),
             what="The export",
             hint="Free space or export to a larger disk; images already exported are kept and skipped on a re-run.",
         )
         results = []
         for image in images:
             started = time.monotonic()
-            expected = self.digest(image)
-            if expected is None:
-                raise missing_image(image)
+            expected = manifest_digest(manifests[image])
             name = f"oci:{OCI_DIR}:{image}"
             if done.get(str(image), {}).get("digest") == expected:
                 result = ImageCopy(str(image), name, expected, "skipped", self.name, 0.0)
             else:
-                written = self._copy(
-                    f"docker://{image}", f"oci:{directory / OCI_DIR}:{image}", image.registry, None, str(image)
-                )
+                with writeback_while_written(directory / OCI_DIR):  # skopeo writes each blob there first
+                    written = self._copy(
+                        f"docker://{image}", f"oci:{directory / OCI_DIR}:{image}", image.registry, None, str(image)
+                    )
                 check_digest(expected, written, image)
                 result = ImageCopy(str(image), name, written, "copied", self.name, round(time.monotonic() - started, 3))
             results.append(result)
