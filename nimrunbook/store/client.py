@@ -273,28 +273,6 @@ def storage_error(exc: BaseException, settings: S3Settings, doing: str) -> Stora
             "belong to this access key, or a proxy changed the request.",
             hint="Check the access key and secret (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the AWS profile).",
         )
-    if is_access_denied(exc):
-        return StorageError(
-            f"The object store refused {doing} ({code}).",
-            hint="Check the access key and secret (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the AWS profile) and "
-            f"that they may read and write bucket {settings.bucket}.",
-        )
-    if code == "NoSuchUpload":
-        return StorageError(
-            f"The multipart upload was removed from the store while it ran ({doing}): another publish of the same "
-            "keys, or a lifecycle rule, aborted it.",
-            hint="Run one publish at a time per bucket, then run this step again.",
-        )
-    if code == "NoSuchBucket" or (is_not_found(exc) and getattr(exc, "operation_name", "") == "HeadBucket"):
-        return StorageError(
-            f"The bucket {settings.bucket} does not exist at {where} ({doing}).",
-            hint="Create it (a dedicated bucket, nothing else in it), or correct the bucket name.",
-        )
-    if is_not_found(exc):
-        return StorageError(
-            f"The object store has no such object ({code}, {doing}).",
-            hint="It was deleted while this step ran, or never stored; publish again to send it.",
-        )
     if code in CLOCK_CODES:
         return StorageError(
             f"The object store refused the request's time ({code}, {doing}): this machine's clock differs from the "
@@ -310,6 +288,28 @@ def storage_error(exc: BaseException, settings: S3Settings, doing: str) -> Stora
         return StorageError(
             f"The object store received other bytes than were sent ({code}, {doing}): they were damaged on the way.",
             hint="Check the network path (proxies that rewrite bodies, faulty hardware). " + again,
+        )
+    if code == "NoSuchUpload":
+        return StorageError(
+            f"The multipart upload was removed from the store while it ran ({doing}): another publish of the same "
+            "keys, or a lifecycle rule, aborted it.",
+            hint="Run one publish at a time per bucket, then run this step again.",
+        )
+    if code == "NoSuchBucket" or (is_not_found(exc) and getattr(exc, "operation_name", "") == "HeadBucket"):
+        return StorageError(
+            f"The bucket {settings.bucket} does not exist at {where} ({doing}).",
+            hint="Create it (a dedicated bucket, nothing else in it), or correct the bucket name.",
+        )
+    if is_access_denied(exc):
+        return StorageError(
+            f"The object store refused {doing} ({code}).",
+            hint="Check the access key and secret (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the AWS profile) and "
+            f"that they may read and write bucket {settings.bucket}.",
+        )
+    if is_not_found(exc):
+        return StorageError(
+            f"The object store has no such object ({code}, {doing}).",
+            hint="It was deleted while this step ran, or never stored; publish again to send it.",
         )
     if code in BUSY_CODES or (http_status(exc) or 0) >= 500:
         return StorageError(

@@ -201,7 +201,9 @@ class _Publisher:
             self._failed(row, exc, f"uploading {obj.key}")
 
     def _check_stored(self, obj: PlannedObject, row: dict, sent) -> None:
-        stored = head_object(self.client, self.settings.bucket, obj.key, checksum=True)
+        stored, _ = self.destination.checksums.call(
+            lambda with_checksum: head_object(self.client, self.settings.bucket, obj.key, checksum=with_checksum)
+        )
         if stored is None or (stored.size, stored.sha256) != (obj.size, sent.sha256):
             found = "nothing" if stored is None else f"{stored.size} bytes with sha256 {stored.sha256}"
             row["detail"] = f"after the upload the store reports {found}, expected {obj.size} bytes with {sent.sha256}"
