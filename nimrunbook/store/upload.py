@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -129,14 +130,19 @@ class _Stop:
             self.event.set()
 
 
-def _expected_digest(obj: PlannedObject, journal: HashJournal | None) -> tuple[str, str]:
-    """(the sha256 the bytes must have, where it comes from), without reading the file when one is on record."""
+def _expected_digest(obj: PlannedObject, journal: HashJournal | None, hashing: threading.Semaphore) -> tuple[str, str]:
+    """(the sha256 the bytes must have, where it comes from), without reading the file when one is on record.
+
+    A file hashed now waits for ``hashing``: a few files hashed at a time, in the order they are sent, start the
+    first upload after one file's hash, where every worker hashing at once would start them all after all of theirs.
+    """
     if obj.sha256:
         return obj.sha256, "the manifest"
     known = journal.lookup(obj.source) if journal else None
     if known:
         return known, f"the hash journal {journal.path}"
-    digest = journal.sha256(obj.source) if journal else sha256_file(obj.source)
+    with hashing:
+        digest = journal.sha256(obj.source) if journal else sha256_file(obj.source)
     return digest, "hashing it before the upload"
 
 
@@ -146,6 +152,8 @@ class _Publisher:
         self.stop = _Stop(destination.stop)
         self.rows: dict[str, dict] = {}
         self.hints: list[str] = []
+        # hashing is CPU work: half the cores hash, the others encrypt and send
+        self.hashing = threading.Semaphore(max(1, (os.cpu_count() or 2) // 2))
 
     def row(self, obj: PlannedObject) -> dict:
         return self.rows.setdefault(
@@ -173,7 +181,7 @@ class _Publisher:
             row["detail"] = f"not sent: {self.stop.reason}"
             return
         try:
-            expected, expected_from = _expected_digest(obj, self.journal)
+            expected, expected_from = _expected_digest(obj, self.journal, self.hashing)
             if stored is not None and (stored.size, stored.sha256) == (obj.size, expected):
                 row.update(status="skipped", detail="already in the bucket with the same size and sha256")
                 progress.advance(obj.size)
