@@ -93,8 +93,20 @@ class S3Settings:
         }
 
 
-def make_client(settings: S3Settings, max_connections: int = 10, *, read_timeout: float = 120, retries: int = 5):
-    """A boto3 S3 client for ``settings`` (``read_timeout`` seconds per answer, ``retries`` after a failed request)."""
+def make_client(
+    settings: S3Settings,
+    max_connections: int = 10,
+    *,
+    read_timeout: float = 120,
+    retries: int = 5,
+    hash_payloads: bool = True,
+):
+    """A boto3 S3 client for ``settings`` (``read_timeout`` seconds per answer, ``retries`` after a failed request).
+
+    ``hash_payloads=False``: over HTTPS, request bodies are signed as UNSIGNED-PAYLOAD instead of by their sha256
+    (botocore would hash every byte again for the signature), for a sender that puts its own sha256 of each body in
+    ``x-amz-checksum-sha256`` (:mod:`nimrunbook.store.send`); over plain HTTP botocore signs the payload anyway.
+    """
     if settings.ca_bundle and not os.path.isfile(settings.ca_bundle):
         raise InputError(
             f"The CA bundle {settings.ca_bundle} does not exist.",
@@ -105,8 +117,11 @@ def make_client(settings: S3Settings, max_connections: int = 10, *, read_timeout
     # operation requires them, for any endpoint that is not AWS: publish sends its own x-amz-checksum-sha256 per
     # part as a plain header (nimrunbook.store.send), and every object still carries its sha256.
     checksums = "when_required" if settings.endpoint_url else "when_supported"
+    s3_options: dict = {"addressing_style": "path" if settings.path_style else "virtual"}
+    if not hash_payloads:
+        s3_options["payload_signing_enabled"] = False
     config = Config(
-        s3={"addressing_style": "path" if settings.path_style else "virtual"},
+        s3=s3_options,
         retries={"max_attempts": retries, "mode": "standard"},
         max_pool_connections=max_connections,
         connect_timeout=10,

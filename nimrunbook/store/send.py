@@ -159,13 +159,24 @@ class Sent:
 
 @dataclass
 class Destination:
-    """Where files go and what is shared while they are sent."""
+    """Where files go and what is shared while they are sent.
+
+    ``client`` signs request bodies by their sha256 (SigV4's x-amz-content-sha256, which stores check too);
+    ``body_client`` may sign them as UNSIGNED-PAYLOAD (``make_client(hash_payloads=False)``) and is used only for
+    bodies that carry our own ``x-amz-checksum-sha256``: one sha256 of each part serves the store's check, where
+    botocore would otherwise hash every byte once more for the signature.
+    """
 
     client: object
     bucket: str
     senders: PartSenders
+    body_client: object | None = None
     checksums: ServerChecksums = field(default_factory=ServerChecksums)
     stop: threading.Event = field(default_factory=threading.Event)
+
+    def for_body(self, with_checksum: bool):
+        """The client to send a body with: a body without our checksum is always signed by its sha256."""
+        return self.body_client if with_checksum and self.body_client is not None else self.client
 
 
 def _read_exactly(reader: BinaryIO, amount: int) -> bytes:
@@ -228,7 +239,7 @@ def _put(
 
     def put(with_checksum: bool) -> None:
         extra = {"ChecksumAlgorithm": "SHA256", "ChecksumSHA256": checksum} if with_checksum else {}
-        destination.client.put_object(
+        destination.for_body(with_checksum).put_object(
             Bucket=destination.bucket, Key=key, Body=data, Metadata={SHA_METADATA: expected}, **extra
         )
 
@@ -329,7 +340,7 @@ class _Multipart:
             digest = hashlib.sha256(data).digest()
             count_hashed(len(data))
             entry["ChecksumSHA256"] = extra["ChecksumSHA256"] = b64(digest)
-        response = self.client.upload_part(
+        response = self.destination.for_body(self.with_checksum).upload_part(
             Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=data, **extra
         )
         entry["ETag"] = response["ETag"]

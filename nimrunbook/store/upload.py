@@ -258,8 +258,10 @@ def publish(
         aborted = abort_abandoned_uploads(client, settings.bucket, [o.key for o in objects])
     except S3_FAILURES as exc:
         raise storage_error(exc, settings, f"access to bucket {settings.bucket}") from exc
+    body_client = make_client(settings, max_connections=workers * 2 + 2, hash_payloads=False)
     with PartSenders(workers) as senders:
-        publisher = _Publisher(settings, client, Destination(client, settings.bucket, senders), journal)
+        destination = Destination(client, settings.bucket, senders, body_client)
+        publisher = _Publisher(settings, client, destination, journal)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nimrunbook-object") as pool:
             stored = dict(zip([o.key for o in objects], pool.map(publisher.look, objects), strict=True))
             pending = [o for o in objects if publisher.rows[o.key]["status"] != "skipped"]
