@@ -141,3 +141,14 @@ def test_a_store_that_refuses_checksum_headers_gets_none(s3, tmp_path, monkeypat
     result = publish(objects, s3_settings(s3, bucket="nim-rot"), workers=1)
     assert result.ok, result.table.to_string()
     assert set(result.table["server_checksum"]) == {"not accepted by the store"}
+
+
+def test_listing_the_bucket_for_a_tag_update(any_s3):
+    """What the tag update (step 08) and the inventory read: every key, or one paragraph saying why not."""
+    from nimrunbook.runbook.inputs import bucket_keys
+
+    client = make_client(s3_settings(any_s3, bucket="nim-mixed"))
+    client.put_object(Bucket="nim-mixed", Key="nim%2Ftest%2Fm%3At%3Ffile%3Dlisted.json", Body=b"{}")
+    assert "nim%2Ftest%2Fm%3At%3Ffile%3Dlisted.json" in bucket_keys(s3_settings(any_s3, bucket="nim-mixed"))
+    with pytest.raises(StorageError, match="The bucket nim-bench does not exist"):
+        bucket_keys(s3_settings(any_s3, bucket="nim-bench"))

@@ -290,8 +290,11 @@ class _Multipart:
             parts = [entry for entry, _ in results]
             self._complete(parts)
         except BaseException:
+            if self.failure is None:
+                self.failure = Stopped()  # parts not yet started do not start
             for future in futures:
                 future.cancel()
+            wait(futures)  # a part still being sent could otherwise land after the abort
             abort_upload(self.client, self.bucket, self.key, self.upload_id)
             raise
         checksum = composite_checksum([d for _, d in results if d is not None]) if self.with_checksum else None
