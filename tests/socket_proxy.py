@@ -1,9 +1,11 @@
-"""A unix-socket proxy in front of the real Docker engine, that a test can cut mid-run.
+"""Proxies in front of real services, that a test can cut mid-run (or slow down).
 
-The engine is shared with every other test and engineer on the machine and
-must never be stopped, so "the engine dies" is played by cutting this proxy:
-its socket goes away and every connection through it is closed, exactly what
-a client sees when the engine stops.
+The Docker engine is shared with every other test and engineer on the machine
+and must never be stopped, so "the engine dies" is played by cutting
+:class:`UnixSocketProxy`: its socket goes away and every connection through it
+is closed, exactly what a client sees when the engine stops. An S3 server lives
+for the whole test session, so "the S3 front end dies mid-upload" is played by
+cutting a :class:`TcpProxy` in front of it.
 """
 
 from __future__ import annotations
