@@ -356,3 +356,8 @@ class HashJournal:
         digest = sha256_file(path, progress)
         self.record(path, digest)
         return digest
+
+
+def count_hashed(amount: int) -> None:
+    """Count ``amount`` payload bytes hashed outside :func:`pump` (a file hashed as it is sent to S3)."""
+    _counted(amount)

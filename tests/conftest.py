@@ -158,6 +158,33 @@ def any_s3(request):
     return request.getfixturevalue("s3" if request.param == "moto" else "rclone_s3")
 
 
+def needs_policies(sandbox) -> None:
+    """Skip on an S3 server that cannot hold a key to read-only (rclone serve s3): the test proves a refusal."""
+    if not sandbox.enforces_policies:
+        pytest.skip(f"{type(sandbox).__name__} has no per-key policies: a read-only key is tested on moto with IAM")
+
+
+def empty_bucket(sandbox, bucket: str) -> None:
+    """``bucket`` with no objects and no unfinished multipart uploads, for a test that counts what it stores (the
+    servers live for the whole session and tests share the sandbox's bucket names)."""
+    from nimrunbook.store import make_client
+
+    client = make_client(s3_settings(sandbox, bucket))
+    keys = [
+        o["Key"]
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        for o in page.get("Contents", [])
+    ]
+    for key in keys:
+        client.delete_object(Bucket=bucket, Key=key)
+    try:
+        uploads = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    except client.exceptions.NoSuchUpload:  # rclone's answer when there is none
+        uploads = []
+    for upload in uploads:
+        client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+
+
 def s3_settings(sandbox: S3Sandbox, bucket: str = "nim-profiles", user: str = "admin", **overrides):
     from nimrunbook.store import S3Settings
 

@@ -1,18 +1,19 @@
 """The offline bundle: outside -> media folder -> inside, with the stand-in NIM image, the real
-registries (one over TLS) and the S3 server behind TLS."""
+registries (one over TLS) and each S3 server of the sandbox (``any_s3``: moto behind nginx TLS, `rclone serve s3`)."""
 
 import json
+import os
 import shutil
 import subprocess
 import threading
 from pathlib import Path
 
 import pytest
-from conftest import L40S_BF16, VLLM, VLLM_LORA, s3_settings
+from conftest import L40S_BF16, VLLM, VLLM_LORA, empty_bucket, s3_settings
 
-from nimrunbook.bundle import create, import_, inventory, verify
+from nimrunbook.bundle import create, import_, importer, inventory, verify
 from nimrunbook.bundle import parts as bundle_parts
-from nimrunbook.errors import VerificationError
+from nimrunbook.errors import StorageError, VerificationError
 from nimrunbook.images import RegistryAccess
 from nimrunbook.images.refs import ImageRef
 from nimrunbook.images.skopeo import SkopeoBackend
@@ -136,8 +137,9 @@ def test_wrong_signature_and_tampered_manifest(bundle, keys, tmp_path):
     assert unchecked.unsigned and unchecked.signature.startswith("UNSIGNED: the bundle says it is signed")
 
 
-def test_round_trip_into_the_inside_registry_and_bucket(bundle, keys, s3, internal_registry, access, tmp_path):
-    settings = s3_settings(s3, bucket="nim-bundle")
+def test_round_trip_into_the_inside_registry_and_bucket(bundle, keys, any_s3, internal_registry, access, tmp_path):
+    empty_bucket(any_s3, "nim-bundle")
+    settings = s3_settings(any_s3, bucket="nim-bundle")
     document = json.loads((bundle / "bundle.json").read_text())
     inside = f"{internal_registry.host}/airgap"
     # an interrupted import left some objects behind: the import resumes without re-sending them
@@ -190,23 +192,58 @@ def test_docker_backend_bundle_round_trip(docker, ngc_image, access, internal_re
     assert (image.backend, image.status, image.image_id) == ("docker", "copied", recorded["image_id"])
 
 
-def test_import_refuses_a_failed_bundle(bundle, keys, s3, tmp_path):
+def test_import_refuses_a_failed_bundle(bundle, keys, any_s3, tmp_path):
     copy = _copy(bundle, tmp_path)
     next((copy / "profiles/objects").iterdir()).unlink()
     with pytest.raises(VerificationError, match="missing"):
         import_(
             copy,
             registry=None,
-            settings=s3_settings(s3, bucket="nim-bundle"),
+            settings=s3_settings(any_s3, bucket="nim-bundle"),
             public_key=keys[0][1],
             record_dir=tmp_path,
         )
 
 
+def _flip_keeping_mtime(path: Path, offset: int) -> None:
+    info = path.stat()
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+
+def test_import_catches_bit_rot_before_and_after_verification(bundle, keys, any_s3, tmp_path, monkeypatch):
+    """Rot found by verification stops the import; a file that changes after verification (between verify and
+    upload: played here by changing it just before the upload starts) is refused by the upload, which hashes every
+    byte it sends against the digest verification computed. Nothing of it reaches the bucket either way."""
+    empty_bucket(any_s3, "nim-bundle")
+    settings = s3_settings(any_s3, bucket="nim-bundle")
+    document = json.loads((bundle / "bundle.json").read_text())
+    weights = next(o for o in document["objects"] if o["key"].endswith("model.safetensors"))
+    before_verification = _copy(bundle, tmp_path / "a")
+    _flip_keeping_mtime(before_verification / weights["path"], 4096)
+    with pytest.raises(VerificationError, match="corrupt"):
+        import_(before_verification, registry=None, settings=settings, public_key=keys[0][1], record_dir=tmp_path)
+    after_verification = _copy(bundle, tmp_path / "b")
+    real_publish = importer.publish
+
+    def publish_after_a_change(objects, *args, **kwargs):
+        _flip_keeping_mtime(after_verification / weights["path"], 4096)
+        return real_publish(objects, *args, **kwargs)
+
+    monkeypatch.setattr(importer, "publish", publish_after_a_change)
+    with pytest.raises(StorageError, match="hash to sha256") as info:
+        import_(after_verification, registry=None, settings=settings, public_key=keys[0][1], record_dir=tmp_path)
+    assert weights["key"] in str(info.value)
+    client = make_client(settings)
+    assert weights["key"] not in {o["Key"] for o in client.list_objects_v2(Bucket="nim-bundle").get("Contents", [])}
+
+
 def test_incremental_bundle_carries_only_what_is_missing(
-    bundle, keys, s3, internal_registry, access, standin_manifest, downloaded_cache, ngc_images, tmp_path
+    bundle, keys, any_s3, internal_registry, access, standin_manifest, downloaded_cache, ngc_images, tmp_path
 ):
-    settings = s3_settings(s3, bucket="nim-bundle")
+    settings = s3_settings(any_s3, bucket="nim-bundle")
     import_(
         bundle,
         registry=f"{internal_registry.host}/airgap",
@@ -239,7 +276,7 @@ def test_incremental_bundle_carries_only_what_is_missing(
     assert verify(tmp_path / "delta", allow_unsigned=True).ok
 
 
-def test_split_parts_for_fat32_style_media(standin_manifest, downloaded_cache, s3, tmp_path):
+def test_split_parts_for_fat32_style_media(standin_manifest, downloaded_cache, any_s3, tmp_path):
     plan = plan_publish(standin_manifest, downloaded_cache, [VLLM])
     result = create(tmp_path / "split", plan=plan, part_size=100_000)
     weights = next(o for o in plan.objects if o.key.endswith("model.safetensors"))
@@ -259,7 +296,8 @@ def test_split_parts_for_fat32_style_media(standin_manifest, downloaded_cache, s
     assert _problem(verify(copy, allow_unsigned=True, record_dir=tmp_path / "r")) == {
         f"profiles/objects/{parts_of_copy[1].name}": "missing"
     }
-    settings = s3_settings(s3, bucket="nim-split")
+    empty_bucket(any_s3, "nim-split")
+    settings = s3_settings(any_s3, bucket="nim-split")
     import_(
         tmp_path / "split",
         registry=None,

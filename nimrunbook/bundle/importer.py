@@ -158,7 +158,10 @@ def _upload_objects(
     table = (
         pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["key", "size", "status", "detail"])
     )
-    return TransferResult(table, round(sum(r.seconds for r in results), 3)), planned
+    seconds = round(sum(r.seconds for r in results), 3)
+    aborted = [key for r in results for key in r.aborted]
+    hints = list(dict.fromkeys(hint for r in results for hint in r.hints))
+    return TransferResult(table, seconds, aborted, hints), planned
 
 
 def import_(

@@ -16,7 +16,7 @@ from nimrunbook.images import RegistryAccess
 from nimrunbook.images.backend import BackendName, open_backend
 from nimrunbook.images.refs import ImageRef
 from nimrunbook.store import S3Settings, make_client
-from nimrunbook.store.client import S3_FAILURES, stat_object, storage_error
+from nimrunbook.store.client import S3_FAILURES, list_keys, stat_object, storage_error
 from nimrunbook.store.keys import looks_like_nim_key
 
 FORMAT = "nimrunbook.inventory"
@@ -43,20 +43,17 @@ def inventory(
     }
     if settings is not None:
         client = make_client(settings, max_connections=workers * 2)
-        try:
-            keys = [
-                o["Key"]
-                for page in client.get_paginator("list_objects_v2").paginate(Bucket=settings.bucket)
-                for o in page.get("Contents", [])
-                if looks_like_nim_key(o["Key"])
-            ]
-        except S3_FAILURES as exc:
-            raise storage_error(exc, settings, "listing the bucket") from exc
+        keys = [key for key in list_keys(client, settings) if looks_like_nim_key(key)]
+
+        def stat(key: str) -> tuple[int, str | None] | None:
+            try:
+                return stat_object(client, settings.bucket, key)
+            except S3_FAILURES as exc:
+                raise storage_error(exc, settings, f"reading the size and sha256 of {key}") from exc
+
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for key, remote in zip(
-                keys, pool.map(lambda k: stat_object(client, settings.bucket, k), keys), strict=True
-            ):
-                if remote is not None:
+            for key, remote in zip(keys, pool.map(stat, keys), strict=True):
+                if remote is not None:  # deleted since the listing
                     document["objects"][key] = {"size": remote[0], "sha256": remote[1]}
     if registry and images:
         engine = open_backend(backend, access or RegistryAccess())

@@ -165,7 +165,12 @@ class Manifest:
         return frame
 
 
-class _TolerantLoader(yaml.SafeLoader):
+# libyaml's parser where PyYAML was built with it (manifests of thousands of files parse several times faster),
+# else the pure-Python one; both construct only plain data.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _TolerantLoader(_SAFE_LOADER):
     """SafeLoader that reads NIM's custom tags (``!workspace``, ``!name``) as plain data."""
 
 

@@ -83,10 +83,6 @@ def bucket_keys(settings: S3Settings, inventory_file: str = "") -> set[str]:
     if inventory_file:
         return set(json.loads(Path(inventory_file).read_text()).get("objects", {}))
     from nimrunbook.store import make_client
+    from nimrunbook.store.client import list_keys
 
-    client = make_client(settings)
-    return {
-        o["Key"]
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=settings.bucket)
-        for o in page.get("Contents", [])
-    }
+    return set(list_keys(make_client(settings), settings))

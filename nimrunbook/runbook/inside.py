@@ -89,7 +89,7 @@ def import_bundle(
     if result.upload is not None:
         show_record(
             "import-profiles",
-            {"counts": result.upload.counts()},
+            {"counts": result.upload.counts(), "server_checksum": result.upload.server_checks()},
             result.upload.table[["key", "size", "status"]],
             f"Profiles in s3://{settings.bucket}/ (verified against the bundle)",
         )

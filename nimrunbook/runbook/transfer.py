@@ -122,6 +122,8 @@ def publish_profiles(
             "objects": len(plan.objects),
             "bytes": plan.total_bytes,
             **result.counts(),
+            "server_checksum": result.server_checks(),  # what the store's own SHA256 checksum said, per object
+            "aborted_uploads": result.aborted,
         }
     frame = pd.concat(tables) if tables else pd.DataFrame(columns=["image", "key", "size", "status", "detail"])
     show_record(

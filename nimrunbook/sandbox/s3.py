@@ -44,6 +44,8 @@ BUCKETS = (
     "nim-nb-inside",
     "nim-bench-aws",
     "nim-smoke",
+    "nim-cut",
+    "nim-rot",
 )
 UNRESOLVED_BUCKET = "not-in-hosts"  # deliberately absent from /etc/hosts
 

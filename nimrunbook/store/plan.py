@@ -33,12 +33,13 @@ class PlannedObject:
     sha256: str | None = None  # known once hashed, or recorded in a manifest
 
     def digest(self, journal: HashJournal | None = None) -> str | None:
-        """The sha256 of the bytes at :attr:`source`, the one way every step gets it; sets :attr:`sha256`.
+        """The sha256 of the bytes at :attr:`source` as far as the journal knows; sets :attr:`sha256`.
 
         Not yet known: taken from the journal, else hashed (and journalled).
         Recorded (read back from a manifest): confirmed by the journal, and the
         file hashed again only when its identity changed since; None when its
-        bytes no longer have the recorded digest.
+        bytes no longer have the recorded digest. The journal is a cache: what
+        leaves for a bucket is hashed again as it is sent (:mod:`nimrunbook.store.send`).
         """
         if self.sha256 is None:
             self.sha256 = journal.sha256(self.source) if journal else sha256_file(self.source)

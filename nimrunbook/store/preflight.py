@@ -16,7 +16,7 @@ from typing import Literal
 
 import pandas as pd
 
-from nimrunbook.errors import PreflightError, problems_error
+from nimrunbook.errors import PreflightError, StorageError, problems_error
 from nimrunbook.store.client import S3_FAILURES, S3Settings, is_not_found, make_client, storage_error
 from nimrunbook.store.keys import looks_like_nim_key
 
@@ -141,13 +141,15 @@ def run_preflight(settings: S3Settings, *, probe: bool = True) -> PreflightRepor
     checks.append(_check_tls(settings))
     if checks[-1].status == "fail":
         return PreflightReport(settings.record(), checks)
-    client = make_client(settings)
     try:
+        client = make_client(settings)
         client.head_bucket(Bucket=settings.bucket)
         checks.append(Check("credentials", "ok", "accepted"))
         checks.append(Check("bucket exists", "ok", settings.bucket))
-    except Exception as exc:  # noqa: BLE001 - classified below
-        if is_not_found(exc):
+    except (StorageError, *S3_FAILURES) as exc:
+        if isinstance(exc, StorageError):  # the client could not be made (an unknown AWS profile)
+            checks.append(Check("credentials", "fail", exc.message, exc.hint or ""))
+        elif is_not_found(exc):
             checks.append(Check("credentials", "ok", "accepted"))
             checks.append(
                 Check("bucket exists", "fail", f"{settings.bucket} does not exist.", "Create the dedicated bucket.")
@@ -156,7 +158,12 @@ def run_preflight(settings: S3Settings, *, probe: bool = True) -> PreflightRepor
             error = storage_error(exc, settings, "a request with these credentials")
             checks.append(Check("credentials", "fail", error.message, error.hint or ""))
         return PreflightReport(settings.record(), checks)
-    listing = client.list_objects_v2(Bucket=settings.bucket, MaxKeys=1000)
+    try:
+        listing = client.list_objects_v2(Bucket=settings.bucket, MaxKeys=1000)
+    except S3_FAILURES as exc:
+        error = storage_error(exc, settings, "listing the bucket")
+        checks.append(Check("dedicated bucket", "fail", error.message, error.hint or ""))
+        return PreflightReport(settings.record(), checks)
     foreign = [o["Key"] for o in listing.get("Contents", []) if not looks_like_nim_key(o["Key"])]
     if foreign:
         checks.append(

@@ -143,7 +143,7 @@ def _process(
                 lambda o: _place(
                     o, objects_dir / o.key, partial_path(state / "incomplete" / o.key), journal, link, reporter
                 ),
-                plan.objects,
+                sorted(plan.objects, key=lambda o: -o.size),  # largest first: no long file is left for last
             )
         )
     write_text_atomic(root / MANIFEST_NAME, json.dumps(manifest_document(plan, image, profile_names), indent=2) + "\n")
