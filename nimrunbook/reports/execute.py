@@ -114,7 +114,7 @@ def notebook_values(source: Path, from_files: dict, given: dict) -> dict:
             problem += f" ({name} belongs to {', '.join(owners)}: a params file serves every notebook, -p only one)"
         problems.append(problem)
     checked = {**values, "run_dir": "(the run folder)", "progress": "log"}
-    problems += params.check_values(source.stem, declared, checked, where="parameters")
+    problems += params.check_values(source.stem, declared, checked, where=source.stem)
     params.raise_problems(
         problems,
         hint=f"Its parameters: {', '.join(n for n in declared if n not in params.PER_RUN)} "
@@ -158,7 +158,7 @@ def _keep_earlier(executed_path: Path) -> None:
 def _record_outcome(record: RunRecord, step: str, before: int, values: dict, error: str | None) -> None:
     """What the kernel could not record itself: a run that failed before the step began, a kernel that died
     mid-step, or a notebook that ended without marking its step done."""
-    with record.lock(f"recording step {step} in"):
+    with record.lock():
         attempts = record.read().step(step).attempts
         mine = [a for a in attempts if a.number > before]
         if mine and mine[-1].status != RUNNING:
@@ -192,7 +192,7 @@ def run_notebook(
     given = dict(parameters or {})
     values = notebook_values(source, {} if strict else given, given if strict else {})
     record = RunRecord(root)
-    with record.lock(f"running step {source.stem} in"):  # refused at once if another writer holds the run folder
+    with record.lock():  # refused at once if another writer holds the run folder
         before = len(record.read().step(source.stem).attempts)
     (root / NOTEBOOKS).mkdir(parents=True, exist_ok=True)
     (root / REPORTS).mkdir(parents=True, exist_ok=True)

@@ -134,9 +134,8 @@ def type_problem(parameter: Parameter, value: Any) -> str | None:
     numeric_bool = parameter.type_name in ("int", "float") and isinstance(value, bool)  # True is an int to Python
     if isinstance(value, expected) and not numeric_bool:
         return None
-    return f"{parameter.name} is {DESCRIBED[parameter.type_name]}, not {value!r} ({type(value).__name__})" + (
-        f": {parameter.help}" if parameter.help else ""
-    )
+    meaning = f" ({parameter.name}: {parameter.help})" if parameter.help else ""
+    return f"{parameter.name} must be {DESCRIBED[parameter.type_name]}, not {value!r}{meaning}"
 
 
 def nearest(name: str, known: list[str]) -> str | None:

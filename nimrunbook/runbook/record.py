@@ -47,7 +47,7 @@ import os
 import platform
 import socket
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from importlib import metadata
@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from nimrunbook import __version__
-from nimrunbook.errors import InputError, NimRunbookError
+from nimrunbook.errors import InputError, LockedError, NimRunbookError
 from nimrunbook.localdisk import write_text_atomic
 from nimrunbook.locks import folder_lock
 from nimrunbook.redact import SECRET_ENV_VARS, redact
@@ -324,13 +324,32 @@ class RunRecord:
         return self.read().facts()
 
     @contextmanager
-    def lock(self, doing: str) -> Iterator[None]:
-        """The run folder, exclusively: a second writer is refused at once with who holds it."""
+    def lock(self, doing: str = "working in the run folder") -> Iterator[None]:
+        """The run folder, exclusively: a second writer is refused at once, told who holds it and which step of
+        the record it is running."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        with folder_lock(self.run_dir, doing):
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(folder_lock(self.run_dir, doing))
+            except LockedError as refused:
+                running = [
+                    f"step {name} (attempt {a.number} by {a.operator} on {a.host}, pid {a.pid}, since {a.started})"
+                    for name, step in self._quietly_read().steps.items()
+                    for a in step.attempts
+                    if a.status == RUNNING
+                ]
+                if not running:
+                    raise
+                raise LockedError(f"{refused.message} It is running {'; '.join(running)}.", hint=refused.hint) from None
             yield
 
-    def change(self, edit: Callable[[Run], Any], doing: str = "writing the run record of") -> Any:
+    def _quietly_read(self) -> Run:
+        try:
+            return self.read()
+        except InputError:
+            return Run()
+
+    def change(self, edit: Callable[[Run], Any], doing: str = "working in the run folder") -> Any:
         """Read, ``edit``, write atomically, under the lock; returns what ``edit`` returned."""
         with self.lock(doing):
             run = self.read()

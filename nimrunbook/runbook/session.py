@@ -100,7 +100,7 @@ class Step:
         return self.attempt.number if self.attempt else 0
 
     def _begin(self, continues: Attempt | None = None) -> None:
-        self._hold.enter_context(self.record.lock(f"running step {self.name} in"))
+        self._hold.enter_context(self.record.lock())
         try:
             fields = attempt_fields(self.parameters, self.operator, self.change_id)
             self.attempt = self.record.begin(self.name, fields, continues=continues)
