@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 from ruamel.yaml import YAML
 
@@ -135,8 +136,12 @@ def prepared_notebook(template: Path, values: dict, run_dir: Path, params_path: 
     """The template with its parameters injected (as papermill would before executing), not executed."""
     declared = params.notebook_parameters(template)
     mine = {name: value for name, value in values.items() if name in declared}
-    notebook = params.read_notebook(template)
-    notebook = parameterize_notebook(notebook, {**mine, "run_dir": str(run_dir), "progress": "widget"})
+    notebook = load_notebook_node(str(template))  # with the per-cell metadata papermill's injection expects
+    comment = (
+        f"Parameters from {params_path}, prepared by nimrunbook init: edit them here, or edit that file and run "
+        f"`nimrunbook init {run_dir} --force`"
+    )
+    notebook = parameterize_notebook(notebook, {**mine, "run_dir": str(run_dir), "progress": "widget"}, comment=comment)
     notebook.metadata["nimrunbook"] = {"prepared": now(), "params_file": str(params_path)}
     return notebook
 
