@@ -130,3 +130,15 @@ def test_no_example_cluster_in_any_default():
             assert "example.com" not in text and "nvcr.io" not in text and "L40S" not in text, (notebook, parameter)
     assert PLAN["images"].required_with == ("images",)
     assert PLAN["gpus"].required_with == ("gpus", "nvidia_smi_file", "node_labels_file", "kubeconfig")
+
+
+@pytest.mark.parametrize("path", templates(), ids=lambda p: p.stem)
+def test_every_notebook_starts_its_step_from_its_parameters_and_ends_with_what_is_next(path):
+    from nimrunbook.reports.execute import next_step
+
+    notebook = params.read_notebook(path)
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", [])
+    assert f'step = runbook.start("{path.stem}", globals())' in code[1].source  # one shared start, checked there
+    assert "step.done(" in code[-1].source
+    assert next_step(path), "the last cell says what comes next: **Next:** ..."

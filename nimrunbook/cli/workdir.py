@@ -24,9 +24,16 @@ def _report(workdir: Workdir) -> None:
         print(f"note: {notebook} needs {', '.join(names)}: not in {PARAMS_FILE} (set it there, or in the notebook)")
 
 
+QUIET_LAB = (
+    "--KernelManager.transport_encryption=auto",  # kernels' traffic encrypted (CurveZMQ), and no warning that it is not
+    "--LabApp.news_url=None",  # an air-gapped site: no news feed, no update check from the browser
+    "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+)
+
+
 def lab_command(directory: Path, args: argparse.Namespace) -> list[str]:
     """JupyterLab with ``directory`` as its root; --allow-root when root, since JupyterLab refuses root otherwise."""
-    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={directory}"]
+    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={directory}", *QUIET_LAB]
     if args.ip:
         command.append(f"--ServerApp.ip={args.ip}")
     if args.port:
