@@ -157,6 +157,7 @@ def test_a_prepared_run_folder_through_jupyterlab_and_the_command_line(prepared)
         _until(lambda: visible.count() == len(loras), "only the LoRA rows shown", page, folder, timeout=30)
         visible.first.check()  # a profile the rules skipped
         page.locator(".widget-dropdown", has_text="LoRA").locator("select").select_option("all")
+        _until(lambda: visible.count() == len(every), "every row shown again", page, folder, timeout=30)
         visible.first.uncheck()  # the first row, vllm-bf16-tp1-pp1, chosen by the rules
         confirm = page.locator(".jp-CodeCell", has_text="confirm_selection").first
         confirm.locator(".jp-InputArea-editor").click()

@@ -90,3 +90,18 @@ def test_a_hint_is_a_sentence_of_its_own():
     )
     listed = NimRunbookError("Preflight failed:\n  a: broken", hint="Fix each check named above.")
     assert str(listed).endswith("  a: broken\nFix each check named above.")
+
+
+def test_one_timestamp_per_line_and_progress_lines_marked():
+    import logging
+
+    formatter = session._LineFormatter()
+
+    def line(name: str, message: str, level: int = logging.INFO) -> str:
+        return formatter.format(logging.LogRecord(name, level, __file__, 1, message, None, None))
+
+    relayed = "[download-to-cache] 2026-11-27T21:36:38.000000Z  INFO nim_hub_ngc: Downloaded filename: config.json"
+    assert line("nimrunbook.nim", relayed) == relayed  # the container's own time, not a second one
+    assert re.fullmatch(r"\d\d:\d\d:\d\d step 01: ok", line("nimrunbook", "step 01: ok"))
+    assert re.fullmatch(r"\d\d:\d\d:\d\d WARNING careful", line("nimrunbook", "careful", logging.WARNING))
+    assert re.fullmatch(r"\d\d:\d\d:\d\d progress pull x:1: 4.0 MB", line(session.PROGRESS_LOGGER, "pull x:1: 4.0 MB"))

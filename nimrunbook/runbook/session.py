@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Mapping
 from contextlib import ExitStack
@@ -40,16 +41,20 @@ PROGRESS_LOGGER = "nimrunbook.progress"
 _active: Step | None = None  # the step this kernel runs; one at a time
 
 
+_OWN_TIME = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d")  # a relayed line (a container's log) that has one
+
+
 class _LineFormatter(logging.Formatter):
-    """One timestamp per line; progress lines marked so that reports can keep each task's last one."""
+    """One timestamp per line (a relayed line that carries its own keeps that one); progress lines marked so
+    that reports can keep each task's last one."""
 
     def format(self, record: logging.LogRecord) -> str:
-        stamp = self.formatTime(record, "%H:%M:%S")
         kind = {PROGRESS_LOGGER: "progress"}.get(
             record.name, "" if record.levelno == logging.INFO else record.levelname
         )
         text = record.getMessage()
-        return f"{stamp} {kind} {text}" if kind else f"{stamp} {text}"
+        stamp = "" if _OWN_TIME.search(text) else self.formatTime(record, "%H:%M:%S")
+        return " ".join(part for part in (stamp, kind, text) if part)
 
 
 def _log_to_stdout() -> None:
