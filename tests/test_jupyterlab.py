@@ -127,7 +127,7 @@ def _run_all(page) -> None:
 
 def _save(page, path: Path) -> None:
     before = path.stat().st_mtime
-    page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
+    page.locator(".jp-Notebook:visible").first.click(position={"x": 5, "y": 5})
     page.keyboard.press("Control+s")
     deadline = time.monotonic() + 30
     while path.stat().st_mtime == before and time.monotonic() < deadline:

@@ -44,7 +44,7 @@ _PROGRESS_RE = re.compile(r"^\d\d:\d\d:\d\d progress (?P<text>.*)$")
 STYLE = (
     "<style>.nimrunbook-header{font-family:sans-serif;border:2px solid #444;padding:8px 12px;margin:8px 0}"
     ".nimrunbook-header table{border-collapse:collapse}.nimrunbook-header td,.nimrunbook-header th"
-    "{border:1px solid #ccc;padding:2px 8px;text-align:left;vertical-align:top}"
+    "{border:1px solid #ccc;padding:2px 8px;text-align:left !important;vertical-align:top}"
     ".nimrunbook-header .warn{color:#b00;font-weight:bold}</style>"
 )
 
@@ -110,6 +110,16 @@ def _continued(step: StepRecord, number: int) -> Attempt:
     return attempt
 
 
+def _first_of(step: StepRecord, attempt: Attempt) -> Attempt:
+    """The attempt a chain of continuing attempts (cells re-run in one session) began with."""
+    while attempt.continues:
+        try:
+            attempt = step.attempt(attempt.continues)
+        except KeyError:
+            break
+    return attempt
+
+
 def _cell(content: str) -> nbformat.NotebookNode:
     cell = nbformat.v4.new_code_cell("")
     cell.outputs = [nbformat.v4.new_output("display_data", data={"text/html": content, "text/plain": ""})]
@@ -137,6 +147,9 @@ def report_header(run: Run, step_name: str, notebook: nbformat.NotebookNode) -> 
     status = attempt.status.upper() if attempt.status != RUNNING else "NOT FINISHED"
     continued = f" (continues attempt {attempt.continues}: cells run again)" if attempt.continues else ""
     took = f", {attempt.seconds:.1f} s" if attempt.seconds is not None else ""
+    first = _first_of(step, attempt)
+    if first is not attempt:
+        took += f"; the session began with attempt {first.number} at {first.started}"
     facts = [
         ("step", step_name),
         ("status", status + (f": {attempt.error}" if attempt.error else "")),
@@ -213,8 +226,6 @@ def step_notes(root: Path, run: Run) -> dict[str, str]:
             )
         elif not step.attempts and notebook is not None and executed(notebook):
             notes[name] = "executed, but the run record has no attempt of it"
-        elif not step.attempts:
-            notes[name] = "not run"
     return notes
 
 

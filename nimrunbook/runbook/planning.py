@@ -109,7 +109,10 @@ def plan_images(
             "warnings": plan_warnings(plan),
         }
         shown = rows(plan)[["short id", "name", "size", "the rules"]]
-        show_table(shown, f"{ref}: {int(plan['selected'].sum())} of {len(plan)} profiles selected by the rules")
+        digest = recorded[ref]["digest"] or "digest unknown: not pulled from a registry"
+        show_table(
+            shown, f"{ref} ({digest}): {int(plan['selected'].sum())} of {len(plan)} profiles selected by the rules"
+        )
         for warning in recorded[ref]["warnings"]:
             log.warning("%s: %s", ref, warning)
         if has_host_verdict(listing):
