@@ -121,3 +121,16 @@ def test_run_checks_parameters_before_any_kernel_starts(tmp_path, capsys):
     assert cli.main(["run", "01_plan_profiles", "-f", str(params), "--run-dir", str(run)]) == 2
     assert "did you mean 'gpus'?" in capsys.readouterr().err
     assert not run.exists()  # nothing started, nothing written
+
+
+def test_a_notebook_that_ran_is_kept_when_its_step_runs_again(tmp_path):
+    from nimrunbook.reports.execute import _keep_earlier
+
+    notebook = tmp_path / "notebooks/01_plan_profiles.ipynb"
+    _executed(notebook, 3)
+    _keep_earlier(notebook)
+    assert not notebook.exists() and (tmp_path / "notebooks/earlier/01_plan_profiles.attempt-3.ipynb").exists()
+    init_workdir(tmp_path / "prepared")
+    prepared = tmp_path / "prepared/notebooks/01_plan_profiles.ipynb"
+    _keep_earlier(prepared)  # prepared, never run: nothing of a run to keep, papermill replaces it
+    assert prepared.exists() and not (prepared.parent / "earlier").exists()
