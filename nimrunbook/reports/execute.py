@@ -192,8 +192,8 @@ def run_notebook(
     given = dict(parameters or {})
     values = notebook_values(source, {} if strict else given, given if strict else {})
     record = RunRecord(root)
-    with record.lock():  # refused at once if another writer holds the run folder
-        before = len(record.read().step(source.stem).attempts)
+    with record.lock():  # refused at once if another writer holds the run folder, or if it is an older record
+        before = len(record.writable().step(source.stem).attempts)
     (root / NOTEBOOKS).mkdir(parents=True, exist_ok=True)
     (root / REPORTS).mkdir(parents=True, exist_ok=True)
     executed_path = root / NOTEBOOKS / source.name

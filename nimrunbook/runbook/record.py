@@ -323,6 +323,17 @@ class RunRecord:
     def facts(self) -> dict:
         return self.read().facts()
 
+    def writable(self) -> Run:
+        """The record, if this nimrunbook may add to it (an older version's is only read)."""
+        run = self.read()
+        if run.version != VERSION:
+            raise RecordVersionError(
+                f"{self.path} is a version {run.version} run record (from an older nimrunbook); it is kept as it is.",
+                hint="Start a new run folder for new steps (nimrunbook init NEW_FOLDER -f params.yaml); "
+                "`nimrunbook report` still reads this one.",
+            )
+        return run
+
     @contextmanager
     def lock(self, doing: str = "working in the run folder") -> Iterator[None]:
         """The run folder, exclusively: a second writer is refused at once, told who holds it and which step of
@@ -352,14 +363,7 @@ class RunRecord:
     def change(self, edit: Callable[[Run], Any], doing: str = "working in the run folder") -> Any:
         """Read, ``edit``, write atomically, under the lock; returns what ``edit`` returned."""
         with self.lock(doing):
-            run = self.read()
-            if run.version != VERSION:
-                raise RecordVersionError(
-                    f"{self.path} is a version {run.version} run record (from an older nimrunbook); it is kept as it "
-                    "is.",
-                    hint="Start a new run folder for new steps (nimrunbook init NEW_FOLDER -f params.yaml); "
-                    "`nimrunbook report` still reads this one.",
-                )
+            run = self.writable()
             result = edit(run)
             run.updated = now()
             write_text_atomic(self.path, redact(json.dumps(run.as_dict(), indent=2, default=str)) + "\n")

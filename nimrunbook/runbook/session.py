@@ -162,14 +162,17 @@ class Step:
         """The step failed: the attempt keeps what it found, the run does not take it."""
         if self.status == RUNNING:
             attempt = self._end(FAILED, error)
-            log.warning("%s: failed (attempt %s): %s", self.name, attempt.number, attempt.error)
+            log.warning("%s: attempt %s failed (the error is above, and in the run record)", self.name, attempt.number)
 
 
 def _after_cell(result) -> None:
     """IPython's post_run_cell: a cell that raised fails the running step (JupyterLab and papermill alike)."""
     error = result.error_in_exec or result.error_before_exec
     if error is not None and _active is not None and _active.status == RUNNING:
-        _active.fail(error)
+        try:
+            _active.fail(error)
+        except Exception as failure:  # noqa: BLE001 - a hook must not raise; say what could not be recorded
+            log.warning("%s: the failure could not be recorded in the run record: %s", _active.name, failure)
 
 
 def _hook_cells() -> None:
