@@ -29,7 +29,29 @@ class NimRunbookError(Exception):
         self.message = message
         self.hint = hint
         self.problems = list(problems)
-        super().__init__(message if not hint else f"{message} {hint}")
+        super().__init__(message if not hint else _with_hint(message, hint))
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows for this error in a notebook: a short box (what happened, what to do, the cause)
+        instead of a traceback through the package. Errors that are not ours keep their traceback."""
+        from nimrunbook.redact import redact
+
+        lines = [f"\x1b[1;31m{type(self).__name__}\x1b[0m (nimrunbook)"]
+        lines += [f"  {line}" for line in redact(self.message).splitlines()]
+        if self.hint:
+            lines += ["", f"\x1b[1mWhat to do:\x1b[0m {redact(self.hint)}"]
+        details = cause_line(self)
+        if details:
+            lines += ["", f"Details: {details}"]
+        return lines
+
+
+def _with_hint(message: str, hint: str) -> str:
+    """The hint as a sentence of its own: after a full stop, or on its own line under a list of problems."""
+    text = message.rstrip()
+    if "\n" in text:
+        return f"{text}\n{hint}"
+    return f"{text} {hint}" if text.endswith((".", "!", "?", ":")) else f"{text}. {hint}"
 
 
 class InputError(NimRunbookError):

@@ -147,7 +147,7 @@ def hardware_verdict(
 
 
 def _unwanted(row: pd.Series, lora: bool, engines: set[str] | None, precisions: set[str] | None) -> str | None:
-    if row.get("lora") is True and not lora:
+    if _value(row, "lora") and not lora:  # a numpy bool is not `True`: truth, not identity
         return "LoRA not wanted"
     engine = _value(row, "engine")
     if engines is not None and (not isinstance(engine, str) or engine.lower() not in engines):

@@ -2,7 +2,9 @@
 the real Docker engine and stand-in NIM image, a registry standing in for nvcr.io, the internal registry
 over TLS, and S3 (moto) behind TLS. Results are asserted through the run record and the JSON records."""
 
+import json
 import os
+import shutil
 import subprocess
 
 import nbformat
@@ -68,6 +70,11 @@ def stack(s3, internal_registry, ngc_registry, ngc_images, certs, tmp_path_facto
             os.environ[name] = value
 
 
+def _record(run_dir) -> dict:
+    """run.json as a reader sees it: the run's facts at the top, each step's attempts under steps."""
+    return json.loads((run_dir / "run.json").read_text())
+
+
 def _run(name, run_dir, **parameters):
     result = run_notebook(name, run_dir, parameters)
     assert result.ok, result.error
@@ -126,7 +133,7 @@ def online(stack):
 
 def test_online_path_record(online, stack):
     run, results, values = online
-    record = RunRecord(run).read()
+    record = _record(run)
     assert all(
         record["steps"][name]["status"] == "ok"
         for name in (
@@ -160,7 +167,17 @@ def test_online_path_record(online, stack):
     )
     # both tags were published by this run, so the update needs no object: the smallest transfer is empty
     assert record["update"]["to_transfer"] == [] and any("ImagePullBackOff" in n for n in record["update"]["notes"])
-    assert record["user"] and record["host"] and record["tools"]["nimrunbook"]
+    assert record["tools"]["nimrunbook"]
+    for step in record["steps"].values():
+        attempt = step["attempts"][-1]
+        assert attempt["operator"] and attempt["host"] and attempt["finished"] >= attempt["started"]
+        assert attempt["parameters"]["run_dir"] == str(run)  # every parameter as used, not a chosen few
+    planned = record["steps"]["01_plan_profiles"]["attempts"][-1]["parameters"]
+    assert planned["gpus"] == "L40S, A10G" and planned["lora"] is False and "list_with_gpus" in planned
+    assert all(entry["digest"].startswith("sha256:") for entry in record["images"].values())  # the registry's
+    assert record["bundle"]["key_fingerprint"].startswith("SHA256:")
+    every = record["profiles"][stack["images"][0]]
+    assert {e["rules"] for e in every} == {"selected", "skipped"} and all(e["rules_reason"] for e in every)
     (selection,) = _records(results["01"].executed, "selection")
     assert [e["name"] for e in selection["selection"][stack["images"][0]]] == names
 
@@ -177,25 +194,53 @@ def test_offline_path_inside(online, stack):
         **stack["registries"],
     )
     _run("07_configure_datarobot", run, namespace="datarobot", readonly_aws_profile="reader")
-    record = RunRecord(run).read()
+    record = _record(run)
     assert record["verification"]["ok"] and record["verification"]["signature"] == "verified"
+    assert record["verification"]["key_fingerprint"] == _fingerprint(stack["public_key"])
     assert os.path.exists(record["verification"]["record"])
     assert record["mirror"]["registry"] == stack["internal"] + "-inside"
     assert record["datarobot"]["values"].count("custom_model_nim_image_url_allowlist") == 1
     assert "s3://nim-nb-inside/" in record["datarobot"]["values"]
 
 
+def _fingerprint(public_key) -> str:
+    line = subprocess.run(["ssh-keygen", "-lf", str(public_key)], capture_output=True, text=True, check=True).stdout
+    return f"{line.split()[1]} (ssh-{line.split()[-1].strip('()').lower()})"
+
+
 def test_failing_step_gives_a_failed_run_with_the_error_cell_on_top(stack, tmp_path):
     run = tmp_path / "failing"
     result = run_notebook("01_plan_profiles", run, {"images": stack["images"][:1], "gpus": "L40S, Voodoo5"})
     assert not result.ok and "Voodoo5" in result.error
-    assert RunRecord(run).read()["steps"]["01_plan_profiles"]["status"] == "failed"
+    attempt = RunRecord(run).read().step("01_plan_profiles").latest
+    assert attempt.status == "failed" and "Voodoo5" in attempt.error
     notebook = nbformat.read(result.executed, as_version=4)
     assert (
         "papermill-error-cell-tag" in notebook.cells[0].metadata.get("tags", [])
         or "An Exception was encountered" in notebook.cells[0].source
     )
     assert "failed" in (run / "index.html").read_text()
+
+
+def test_a_failed_rerun_leaves_the_earlier_results_in_force(online, stack, tmp_path):
+    """01 again with a tag that does not exist: the step is failed, its attempt keeps what it tried, and the
+    run's facts (which 02-05 use) are still the earlier successful attempt's."""
+    run = tmp_path / "rerun"
+    shutil.copytree(online[0], run)
+    before = _record(run)
+    missing = stack["images"][0].rsplit(":", 1)[0] + ":0.0.0-does-not-exist"
+    result = run_notebook("01_plan_profiles", run, {"images": [missing], "gpus": "L40S"})
+    assert not result.ok
+    after = _record(run)
+    step = after["steps"]["01_plan_profiles"]
+    assert step["status"] == "failed" and [a["status"] for a in step["attempts"]] == ["ok", "failed"]
+    failed = step["attempts"][-1]
+    assert failed["parameters"]["images"] == [missing] and failed["error"] and failed["finished"] >= failed["started"]
+    for section in ("images", "selection", "profiles", "inventory"):
+        assert after[section] == before[section], section  # the run's facts: the successful attempt's
+    assert missing not in json.dumps(after["images"]) and missing not in json.dumps(after["selection"])
+    report = (run / "reports/01_plan_profiles.html").read_text()
+    assert "01_plan_profiles: FAILED" in report
 
 
 def test_no_secret_in_any_notebook_log_or_report(online, stack):

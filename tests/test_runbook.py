@@ -2,15 +2,17 @@
 
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from nimrunbook.errors import InputError, UnknownProfileError
 from nimrunbook.gpus import inventory_from_text
 from nimrunbook.profiles import parse_listing
 from nimrunbook.runbook.inputs import image_entries, recorded_s3_settings
-from nimrunbook.runbook.picker import ProfilePicker, initial_ticks, resolve_selection
+from nimrunbook.runbook.picker import ProfilePicker, forget_ticks, initial_ticks, resolve_selection, rows
 from nimrunbook.runbook.planning import wanted_selection
-from nimrunbook.runbook.record import RunRecord, public_parameters
+from nimrunbook.runbook.record import RunRecord
 from nimrunbook.selection import select_profiles
 
 
@@ -37,6 +39,7 @@ def test_per_image_entries_win_over_the_shared_parameter(plan):
 
 
 def test_picker_ticks_filters_and_static_record(plan):
+    forget_ticks()
     picker = ProfilePicker({"img": plan}, {"img": initial_ticks(plan, "auto")})
     assert picker.selected()["img"] == list(plan.loc[plan.selected, "id"])
     assert "4 profiles selected" in picker.total.value and plan.id[0] in picker.ids.value
@@ -49,6 +52,87 @@ def test_picker_ticks_filters_and_static_record(plan):
     assert "profile picker" in html and "tensorrt_llm-l40s-bf16-tp1-pp1-throughput" in html
 
 
+def _shown(picker, image="img") -> list[str]:
+    return [pid for pid, _, line in picker.boxes[image] if line[0].layout.display != "none"]
+
+
+def test_the_lora_filter_shows_what_it_says_and_an_empty_view_says_so(plan):
+    forget_ticks()
+    lora = plan.copy()
+    lora["lora"] = lora["lora"].astype(object).map(lambda v: np.bool_(v))  # numpy bools, as a merge can leave them
+    picker = ProfilePicker({"img": lora}, {"img": initial_ticks(lora, "auto")})
+    picker.filters["lora"].value = "yes"
+    assert {plan.name[plan.id == pid].iloc[0] for pid in _shown(picker)} == {n for n in plan.name if "lora" in n}
+    assert picker.empty["img"].layout.display == "none"
+    picker.filters["lora"].value = "no"
+    assert all("lora" not in plan.name[plan.id == pid].iloc[0] for pid in _shown(picker))
+    picker.filters["gpu"].value = "b200"  # b200 profiles here are all LoRA variants: none left with LoRA "no"
+    assert _shown(picker) == [] and picker.empty["img"].layout.display == ""
+    assert "no profiles match" in picker.empty["img"].value
+
+
+def test_sizes_when_known_and_a_running_total_in_gb(plan):
+    forget_ticks()
+    sized = plan.copy()
+    sized["size"] = pd.array([2_500_000_000 if i == 0 else None for i in range(len(plan))], dtype="Int64")
+    picker = ProfilePicker({"img": sized}, {"img": {plan.id[0], plan.id[1]}})
+    assert "2 profiles selected</b>: 2.5 GB + 1 of size unknown until downloaded" in picker.total.value
+    assert list(rows(sized)["size"][:2]) == ["2.5 GB", "unknown until downloaded"]
+    picker.untick("img", plan.id[1])
+    assert picker.total.value.endswith(": 2.5 GB")
+
+
+def test_ticks_survive_a_rerun_of_the_cell_until_the_rules_are_asked_for_again(plan):
+    forget_ticks()
+    rules = initial_ticks(plan, "auto")
+    skipped = next(pid for pid in plan.id if pid not in rules)
+    picker = ProfilePicker({"img": plan}, {"img": rules}, operator="alice")
+    picker.set_tick("img", skipped, True)
+    again = ProfilePicker({"img": plan}, {"img": rules}, operator="alice")  # the cell run again
+    assert skipped in again.selected()["img"] and again.changes["img"][skipped].by == "alice"
+    again.back_to_rules()
+    assert set(again.selected()["img"]) == rules and again.changes["img"] == {}
+    assert set(ProfilePicker({"img": plan}, {"img": rules}).selected()["img"]) == rules
+
+
+def test_overrides_are_recorded_with_who_and_when(plan, tmp_path):
+    from nimrunbook import runbook
+
+    forget_ticks()
+    plans = {"img": plan}
+    step = runbook.begin("01_plan_profiles", tmp_path, "none", operator="alice")
+    picker = runbook.make_picker(step, plans, ["img"], "auto")
+    rules = initial_ticks(plan, "auto")
+    skipped = next(pid for pid in plan.id if pid not in rules)
+    dropped = sorted(rules)[0]
+    picker.set_tick("img", skipped, True)
+    picker.untick("img", dropped)
+    runbook.confirm_selection(step, plans, picker, ["img"], "auto")
+    step.done()
+    facts = RunRecord(tmp_path).facts()
+    every = {e["id"]: e for e in facts["profiles"]["img"]}
+    assert len(every) == len(plan)  # every candidate, with the rules' verdict and reason
+    assert every[skipped]["rules"] == "skipped" and every[skipped]["final"] == "selected"
+    assert every[skipped]["override"]["by"] == "alice" and every[skipped]["override"]["via"] == "picker"
+    assert every[dropped]["rules"] == "selected" and every[dropped]["final"] == "not selected"
+    untouched = next(pid for pid in rules if pid != dropped)
+    assert every[untouched]["override"] is None and every[untouched]["rules_reason"]
+    chosen = {e["id"]: e for e in facts["selection"]["img"]}
+    assert dropped not in chosen and chosen[skipped]["reason"].startswith("ticked by alice at ")
+    assert "the rules: skipped:" in chosen[skipped]["reason"]
+
+
+def test_a_selection_given_as_a_parameter_is_an_override_too(plan, tmp_path):
+    from nimrunbook import runbook
+
+    step = runbook.begin("01_plan_profiles", tmp_path, "none", operator="bob")
+    skipped = next(pid for pid in plan.id if pid not in initial_ticks(plan, "auto"))
+    runbook.confirm_selection(step, {"img": plan}, None, ["img"], [skipped])
+    step.done()
+    entry = next(e for e in RunRecord(tmp_path).facts()["profiles"]["img"] if e["id"] == skipped)
+    assert entry["override"]["via"] == "parameter selected_profiles" and entry["override"]["by"] == "bob"
+
+
 def test_image_entries_from_a_plan_file(tmp_path):
     plan_file = tmp_path / "plan.yaml"
     plan_file.write_text("images:\n  - ref: nvcr.io/nim/meta/a:1\n    profiles: [x]\n  - nvcr.io/nim/meta/b:2\n")
@@ -57,29 +141,6 @@ def test_image_entries_from_a_plan_file(tmp_path):
         image_entries([])
     with pytest.raises(InputError):
         image_entries([{"name": "x"}])
-
-
-def test_run_record_keeps_no_secret_and_replaces_sections(tmp_path, monkeypatch):
-    monkeypatch.setenv("NGC_API_KEY", "nvapi-recordtest-secret-0123456789")
-    record = RunRecord(tmp_path)
-    record.update(selection={"a": [1]})
-    record.update(selection={"b": [2]})
-    record.step(
-        "01",
-        status="started",
-        parameters=public_parameters(
-            {"aws_secret_key": "x", "ngc_api_key_env": "NGC_API_KEY", "note": "key nvapi-recordtest-secret-0123456789"}
-        ),
-    )
-    record.step("01", status="ok")
-    data = record.read()
-    assert data["selection"] == {"b": [2]}
-    assert (
-        data["steps"]["01"]["status"] == "ok"
-        and data["steps"]["01"]["parameters"]["aws_secret_key"] == "(secret, not recorded)"
-    )
-    assert data["steps"]["01"]["parameters"]["ngc_api_key_env"] == "NGC_API_KEY"
-    assert "nvapi-recordtest-secret" not in (tmp_path / "run.json").read_text()
 
 
 def test_recorded_s3_settings_fall_back_to_the_record():
@@ -131,13 +192,15 @@ def test_one_tag_rule_in_steps_01_and_02(tmp_path):
     from nimrunbook.images import RegistryAccess, mirror
     from nimrunbook.nim import pull_image
 
-    step = runbook.start("01_plan_profiles", tmp_path, "none")
+    step = runbook.begin("01_plan_profiles", tmp_path, "none")
     with pytest.raises(InputError) as planned:
         runbook.plan_images(step, [UNTAGGED], inventory_from_text("L40S"))  # refused before any engine is asked
+    step = runbook.begin("01_plan_profiles", tmp_path, "none")
     step.save(images={UNTAGGED: {"folder": str(tmp_path)}}, selection={UNTAGGED: [{"id": "x", "name": "x"}]})
+    step.done()
     with pytest.raises(InputError) as mirrored:
         runbook.mirror_images(
-            runbook.start("02_mirror_images", tmp_path, "none"), "registry.example.com", RegistryAccess()
+            runbook.begin("02_mirror_images", tmp_path, "none"), "registry.example.com", RegistryAccess()
         )
     with pytest.raises(InputError) as library:
         mirror([UNTAGGED], "registry.example.com")
@@ -152,7 +215,7 @@ def test_preflight_with_a_broken_image_backend_fails_its_checks_instead_of_crash
     from nimrunbook.errors import PreflightError
 
     monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))  # no skopeo: the Docker engine would be the backend
-    step = runbook.start("00_preflight", tmp_path / "run", "none")
+    step = runbook.begin("00_preflight", tmp_path / "run", "none")
     with pytest.raises(PreflightError) as info:  # the step's own verdict, after every check ran and was recorded
         runbook.run_checks(
             step,
@@ -161,7 +224,11 @@ def test_preflight_with_a_broken_image_backend_fails_its_checks_instead_of_crash
             registries=["registry.example.com"],
             tools=(),
         )
-    rows = {row["check"]: row for row in RunRecord(tmp_path / "run").read()["preflight"]["checks"]}
+    step.fail(info.value)
+    rows = {
+        row["check"]: row
+        for row in RunRecord(tmp_path / "run").read().step("00_preflight").latest.results["preflight"]["checks"]
+    }
     for check in ("image nvcr.io/nim/meta/llama-3.2-1b-instruct:1.8.5", "registry registry.example.com"):
         assert rows[check]["status"] == "fail" and "No Docker engine answers" in rows[check]["detail"]
     assert rows["Docker engine"]["status"] == "fail" and len(info.value.problems) == 3

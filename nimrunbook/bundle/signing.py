@@ -10,6 +10,9 @@ namespace, so a signature made for anything else does not verify here.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import re
 import shutil
 import subprocess
@@ -75,6 +78,31 @@ def read_public_key(public_key: str | Path) -> str:
             hint="Give the signer's .pub file (one line, e.g. ssh-ed25519 AAAA... signer), not the private key.",
         )
     return text
+
+
+def fingerprint(key_text: str) -> str:
+    """A public key line's fingerprint as ``ssh-keygen -l`` prints it: ``SHA256:<base64> (<type>)``.
+
+    What a signature line names, so that an auditor can tell which key signed (or checked) a bundle.
+    """
+    kind, blob = (key_text.split() + ["", ""])[:2]
+    try:
+        raw = base64.b64decode(blob, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InputError(f"The public key {kind} {blob[:16]}... is not base64.") from exc
+    digest = base64.b64encode(hashlib.sha256(raw).digest()).decode().rstrip("=")
+    return f"SHA256:{digest} ({kind})"
+
+
+def public_key_of(private_key: str | Path) -> str:
+    """The public key line of a private key: its ``.pub`` beside it, else derived by ``ssh-keygen -y``."""
+    beside = Path(f"{private_key}.pub")
+    if beside.is_file():
+        return read_public_key(beside)
+    result = subprocess.run([_ssh_keygen(), "-y", "-f", str(private_key)], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise InputError(f"Cannot read the public half of the key {private_key}: {result.stderr.strip()}")
+    return result.stdout.strip()
 
 
 def verify_bytes(message: bytes, signature: bytes, key_text: str, name: str, key_name: str | Path) -> None:

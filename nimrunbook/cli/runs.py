@@ -7,26 +7,42 @@ from pathlib import Path
 
 from nimrunbook.cli.arguments import positive_int
 from nimrunbook.reports import rebuild_reports, run_notebook
-from nimrunbook.reports.execute import load_parameters, raise_for_failure
+from nimrunbook.reports.execute import find_notebook, next_step, notebook_values, raise_for_failure, templates
+from nimrunbook.runbook import parameters as params
+from nimrunbook.workdir import PARAMS_FILE
+
+
+def run_parameters(files: list[str] | None, run_dir: str) -> dict:
+    """The params files given (else the run folder's own params.yaml, when it was prepared with one), each
+    checked against every notebook: a name none has is an error naming the nearest."""
+    prepared = Path(run_dir) / PARAMS_FILE
+    chosen = files or ([str(prepared)] if prepared.is_file() else [])
+    if not files and chosen:
+        print(f"parameters from {prepared}")
+    merged: dict = {}
+    every = params.catalog(templates())
+    for file in chosen:
+        values = params.read_params_file(file)
+        params.check_params_file(values, every, where=file)
+        merged.update(values)
+    return merged
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from_files = load_parameters(args.file, None)
-    given = load_parameters(None, args.parameter)
-    for notebook in args.notebooks:
-        # a parameter file may serve the whole run (each notebook takes its own); -p must match the notebook
-        import papermill
-
-        from nimrunbook.reports.execute import find_notebook
-
-        known = papermill.inspect_notebook(str(find_notebook(notebook)))
-        parameters = {**{k: v for k, v in from_files.items() if k in known}, **given}
-        result = run_notebook(notebook, args.run_dir, parameters, show_code=args.show_code)
+    from_files = run_parameters(args.file, args.run_dir)
+    given = params.read_pairs(args.parameter)
+    sources = [find_notebook(notebook) for notebook in args.notebooks]
+    checked = [notebook_values(source, from_files, given) for source in sources]  # all of them, before any runs
+    for source, values in zip(sources, checked, strict=True):
+        result = run_notebook(source, args.run_dir, values, show_code=args.show_code)
         print(
             f"{result.notebook.stem}: {'ok' if result.ok else 'FAILED'} in {result.seconds:.1f} s; report {result.report}"
         )
         raise_for_failure(result)
     print(f"index of the run: {args.run_dir}/index.html")
+    following = next_step(sources[-1])
+    if following:
+        print(f"next: {following}")
     return 0
 
 
@@ -59,7 +75,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         metavar=("NAME", "VALUE"),
         help="a parameter (VALUE read as YAML: 3, true, [a, b], {k: v})",
     )
-    run.add_argument("-f", "--file", action="append", help="a YAML file of parameters (repeatable; -p wins)")
+    run.add_argument(
+        "-f",
+        "--file",
+        action="append",
+        help=f"a YAML file of parameters (repeatable; -p wins; default: the run folder's {PARAMS_FILE} if any); "
+        "relative paths in it are relative to its folder",
+    )
     run.add_argument("--run-dir", required=True, help="the run directory (record, executed notebooks, reports)")
     run.add_argument("--show-code", action="store_true", help="keep code cells in the HTML reports")
     run.set_defaults(handler=cmd_run)

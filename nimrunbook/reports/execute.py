@@ -1,9 +1,15 @@
 """``nimrunbook run``: execute a runbook notebook unattended with papermill, then write its report.
 
-The executed copy is saved after every cell, so a crash still leaves a
-partial record; a failure names the failing cell, marks the step failed in the
-run record, and still produces the report (with papermill's error cell at the
-top). Progress is set to log lines, since no one watches widgets here.
+The parameters are checked against the notebook's declaration before a
+kernel starts (:mod:`nimrunbook.runbook.parameters`). The executed copy goes
+to ``<run_dir>/notebooks`` (where a prepared run folder keeps the notebooks a
+person runs in JupyterLab, so reports see every step however it ran) and is
+saved after every cell, so a crash still leaves a partial record. The kernel
+records its own attempt in the run record (:mod:`nimrunbook.runbook.session`);
+what the kernel could not record (it died, or failed before its first cell)
+is recorded here. A failure still produces the report (with papermill's
+error cell at the top). Progress is set to log lines, since no one watches
+widgets here. The kernel talks over IPC sockets in a private folder, not TCP.
 """
 
 from __future__ import annotations
@@ -11,20 +17,31 @@ from __future__ import annotations
 import errno
 import importlib.resources
 import logging
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 import papermill
-import yaml
+from jupyter_client.manager import AsyncKernelManager
 
 from nimrunbook.errors import DiskSpaceError, InputError, NimRunbookError
 from nimrunbook.redact import redact
-from nimrunbook.reports.html import build_index, export_html, static_notebook
-from nimrunbook.runbook.record import RunRecord
-from nimrunbook.userfiles import read_notebook, read_yaml
+from nimrunbook.reports.html import (
+    NOTEBOOKS,
+    REPORTS,
+    attempt_shown,
+    build_index,
+    executed,
+    export_html,
+    static_notebook,
+)
+from nimrunbook.runbook import parameters as params
+from nimrunbook.runbook.record import FAILED, OK, RUNNING, RunRecord, attempt_fields
+from nimrunbook.userfiles import read_notebook
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +49,7 @@ log = logging.getLogger(__name__)
 def notebook_dir() -> Path:
     """The runbook's notebooks as installed: package data of ``nimrunbook`` (in a checkout, a link to notebooks/).
 
-    These are templates: they are read, never run or edited in place (``nimrunbook init`` copies them).
+    These are templates: they are read, never run or edited in place (``nimrunbook init`` prepares copies).
     """
     return Path(str(importlib.resources.files("nimrunbook") / "notebooks"))
 
@@ -54,6 +71,15 @@ def find_notebook(name: str) -> Path:
     raise InputError(f"No notebook {name!r}.", hint=f"Give a path, or one of: {known}.")
 
 
+def next_step(notebook: str | Path) -> str | None:
+    """What the notebook's closing cell says to do next (``**Next:** ...``), as one line."""
+    cells = params.read_notebook(notebook).cells
+    last = cells[-1] if cells else None
+    if last is None or last.cell_type != "markdown" or not last.source.startswith("**Next:**"):
+        return None
+    return " ".join(last.source.removeprefix("**Next:**").split())
+
+
 @dataclass
 class ExecutionResult:
     notebook: Path
@@ -64,25 +90,89 @@ class ExecutionResult:
     error: str | None = None
 
 
-def _scrub(executed: Path) -> None:
+def _scrub(executed_path: Path) -> None:
     """Mask secrets in the executed notebook itself (outputs and injected parameters)."""
-    notebook = nbformat.read(executed, as_version=4)
+    notebook = nbformat.read(executed_path, as_version=4)
     widgets = notebook.metadata.get("widgets")
     clean = static_notebook(notebook)
     if widgets:
         clean.metadata["widgets"] = widgets
-    nbformat.write(clean, executed)
+    nbformat.write(clean, executed_path)
 
 
-def load_parameters(files: list[str] | None, pairs: list[tuple[str, str]] | None) -> dict:
-    parameters: dict = {}
-    for file in files or []:
-        parameters.update(
-            read_yaml(file, "parameter file", hint="Write one parameter a line: `name: value` (see params.yaml).")
-        )
-    for name, value in pairs or []:
-        parameters[name] = yaml.safe_load(value) if value else value
-    return parameters
+def notebook_values(source: Path, from_files: dict, given: dict) -> dict:
+    """The values one notebook gets: the params files' names it has, then ``-p`` (which must all be its own),
+    checked (names, types, required ones) before anything runs."""
+    declared = params.notebook_parameters(source)
+    values = {name: value for name, value in from_files.items() if name in declared}
+    problems = []
+    for name, value in given.items():
+        if name in declared:
+            values[name] = value
+            continue
+        near = params.nearest(name, list(declared))
+        owners = [t.stem for t in templates() if name in params.notebook_parameters(t)]
+        problem = f"-p {name}: {source.stem} has no parameter {name!r}" + (f"; did you mean {near!r}?" if near else "")
+        if owners:
+            problem += f" ({name} belongs to {', '.join(owners)}: a params file serves every notebook, -p only one)"
+        problems.append(problem)
+    checked = {**values, "run_dir": "(the run folder)", "progress": "log"}
+    problems += params.check_values(source.stem, declared, checked, where=source.stem)
+    params.raise_problems(
+        problems,
+        hint=f"Its parameters: {', '.join(n for n in declared if n not in params.PER_RUN)} "
+        f"(see `papermill --help-notebook {source}`).",
+    )
+    return values
+
+
+class IpcKernelManager(AsyncKernelManager):
+    """A kernel that talks over IPC sockets in a private folder: no TCP port, no plain-text network traffic (and
+    no kernel warning about it). nbclient creates, shuts down and cleans it up; the folder goes with it."""
+
+    def __init__(self, **kwargs) -> None:
+        self._folder = tempfile.mkdtemp(prefix="nimrunbook-kernel-")
+        super().__init__(transport="ipc", ip=f"{self._folder}/kernel", **kwargs)
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart)
+        if not restart:
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+    cleanup_resources = _async_cleanup_resources
+
+
+def _keep_earlier(executed_path: Path) -> None:
+    """An executed notebook about to be replaced by a new run of its step goes to ``notebooks/earlier/``."""
+    if not executed_path.exists():
+        return
+    try:
+        notebook = nbformat.read(executed_path, as_version=4)
+    except (OSError, ValueError):
+        return
+    if not executed(notebook):
+        return  # a prepared notebook: nothing of a run to keep
+    earlier = executed_path.parent / "earlier"
+    earlier.mkdir(exist_ok=True)
+    shown = attempt_shown(notebook)
+    executed_path.replace(earlier / f"{executed_path.stem}.attempt-{shown or 'unknown'}.ipynb")
+
+
+def _record_outcome(record: RunRecord, step: str, before: int, values: dict, error: str | None) -> None:
+    """What the kernel could not record itself: a run that failed before the step began, a kernel that died
+    mid-step, or a notebook that ended without marking its step done."""
+    with record.lock():
+        attempts = record.read().step(step).attempts
+        mine = [a for a in attempts if a.number > before]
+        if mine and mine[-1].status != RUNNING:
+            return
+        if mine:
+            why = error or "the notebook ended without recording the step as done (step.done())"
+            record.finish(step, mine[-1].number, FAILED, error=f"the kernel stopped before the step finished: {why}")
+            return
+        fields = attempt_fields(values, str(values.get("operator") or ""), str(values.get("change_id") or ""))
+        attempt = record.begin(step, fields)
+        record.finish(step, attempt.number, FAILED if error else OK, error=error)
 
 
 def run_notebook(
@@ -97,32 +187,32 @@ def run_notebook(
 ) -> ExecutionResult:
     """Execute ``notebook`` into ``<run_dir>/notebooks`` and report into ``<run_dir>/reports``.
 
-    ``strict``: a parameter the notebook does not have is an error (else it is passed over).
+    ``strict``: a parameter the notebook does not have is an error (else it is passed over: one set of
+    parameters for a whole run, each notebook taking its own). Types and required parameters are always checked.
     """
     source = find_notebook(str(notebook))
     root = Path(run_dir).resolve()
-    (root / "notebooks").mkdir(parents=True, exist_ok=True)
-    (root / "reports").mkdir(parents=True, exist_ok=True)
-    executed = root / "notebooks" / source.name
-    known = papermill.inspect_notebook(str(source))
-    values = {**(parameters or {}), "run_dir": str(root), "progress": "log"}
-    unknown = sorted(set(values) - set(known))
-    if not strict:  # one parameter file for a whole run: each notebook takes what it knows
-        values = {name: value for name, value in values.items() if name in known}
-    elif unknown:
-        raise InputError(
-            f"{source.stem} has no parameter {', '.join(unknown)}.",
-            hint=f"Its parameters: {', '.join(known)} (see `papermill --help-notebook {source}`).",
-        )
+    given = dict(parameters or {})
+    values = notebook_values(source, {} if strict else given, given if strict else {})
+    record = RunRecord(root)
+    with record.lock():  # refused at once if another writer holds the run folder, or if it is an older record
+        before = len(record.writable().step(source.stem).attempts)
+    (root / NOTEBOOKS).mkdir(parents=True, exist_ok=True)
+    (root / REPORTS).mkdir(parents=True, exist_ok=True)
+    executed_path = root / NOTEBOOKS / source.name
+    _keep_earlier(executed_path)
     started = time.monotonic()
     error = None
+    logging.getLogger("papermill").setLevel(logging.WARNING)  # its own lines say nothing ours do not
+    print(f"{time.strftime('%H:%M:%S')} {source.stem}: running, into {executed_path}", flush=True)
     try:
         # The kernel's log lines (stdout/stderr streams) go to this terminal as they come; tables stay in the report.
         papermill.execute_notebook(
             str(source),
-            str(executed),
-            parameters=values,
+            str(executed_path),
+            parameters={**values, "run_dir": str(root), "progress": "log"},
             kernel_name=kernel_name,
+            kernel_manager_class=IpcKernelManager,
             log_output=False,
             stdout_file=sys.stdout,
             stderr_file=sys.stderr,
@@ -137,20 +227,16 @@ def run_notebook(
     except Exception as exc:  # noqa: BLE001 - a kernel that died, a notebook that cannot be read
         error = redact(f"{type(exc).__name__}: {exc}")
     seconds = round(time.monotonic() - started, 3)
-    if executed.exists():
-        _scrub(executed)
-    record = RunRecord(root)
-    if error:
-        record.step(source.stem, status="failed", error=error, seconds=seconds)
-    elif record.read().get("steps", {}).get(source.stem, {}).get("status") != "ok":
-        record.step(source.stem, status="ok", seconds=seconds)
+    if executed_path.exists():
+        _scrub(executed_path)
+    _record_outcome(record, source.stem, before, values, error)
     report = (
-        export_html(executed, root / "reports" / f"{source.stem}.html", show_code=show_code)
-        if executed.exists()
+        export_html(executed_path, root / REPORTS / f"{source.stem}.html", show_code=show_code, run=record.read())
+        if executed_path.exists()
         else root / "index.html"
     )
     build_index(root)
-    return ExecutionResult(source, executed, report, error is None, seconds, error)
+    return ExecutionResult(source, executed_path, report, error is None, seconds, error)
 
 
 def _unwritable(root: Path, exc: OSError) -> NimRunbookError:

@@ -1,9 +1,13 @@
 """What the notebooks call: one function per step, so that every cell stays a line or two.
 
-Each step reads and extends the run record in its run directory, shows its
-results as static HTML tables (readable in the HTML report without any
-widget JavaScript), and reports progress the way its ``progress`` parameter
-says: a widget bar in JupyterLab, log lines under papermill.
+Every notebook starts with ``step = runbook.start("<notebook>", globals())``
+(its parameters checked, an attempt begun in the run record under the run
+folder's lock; see :mod:`nimrunbook.runbook.session`) and ends with
+``step.done(...)`` then a "Next:" cell. Each step reads the run's facts and
+records its own in its attempt, shows its results as static HTML tables
+(readable in the HTML report without any widget JavaScript), and reports
+progress the way its ``progress`` parameter says: a widget bar in
+JupyterLab, log lines under papermill.
 """
 
 from nimrunbook.runbook.configure import (
@@ -25,11 +29,12 @@ from nimrunbook.runbook.inputs import (
 from nimrunbook.runbook.inside import bundle_facts, import_bundle, verify_bundle
 from nimrunbook.runbook.planning import confirm_selection, make_picker, plan_images, show_inventory
 from nimrunbook.runbook.preflight import run_checks
-from nimrunbook.runbook.session import Step, start
+from nimrunbook.runbook.session import Step, begin, start
 from nimrunbook.runbook.transfer import create_bundle, download, mirror_images, publish_profiles
 
 __all__ = [
     "Step",
+    "begin",
     "bucket_keys",
     "build_and_check_values",
     "bundle_facts",

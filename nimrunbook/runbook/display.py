@@ -40,14 +40,26 @@ def show_table(frame: pd.DataFrame, title: str | None = None) -> None:
     _display({"text/html": redact(table_html(frame, title)), "text/plain": redact(frame.to_string(index=False))})
 
 
-def show_record(kind: str, data: dict, frame: pd.DataFrame | None = None, title: str | None = None) -> None:
-    """A record: an HTML table a person reads plus the JSON in :data:`RECORD_MIMETYPE`."""
+def show_record(
+    kind: str, data: dict, frame: pd.DataFrame | None = None, title: str | None = None, *, compact: bool = False
+) -> None:
+    """A record: an HTML table a person reads plus the JSON in :data:`RECORD_MIMETYPE`.
+
+    ``compact``: the title alone, as one quiet line (the JSON is still there for tools and reports).
+    """
     payload = json.loads(redact(json.dumps({"kind": kind, **data}, default=str)))
-    body = table_html(frame, title) if frame is not None else f"<pre>{html.escape(json.dumps(payload, indent=2))}</pre>"
+    if compact:
+        body = f'<div style="color: #555">{html.escape(title or kind)}</div>'
+        plain = title or kind
+    elif frame is not None:
+        body, plain = table_html(frame, title), frame.to_string(index=False)
+    else:
+        body = f"<pre>{html.escape(json.dumps(payload, indent=2))}</pre>"
+        plain = json.dumps(payload, indent=2)
     _display(
         {
             "text/html": f'<div class="nimrunbook-record" data-kind="{html.escape(kind)}">{redact(body)}</div>',
-            "text/plain": redact(frame.to_string(index=False)) if frame is not None else json.dumps(payload, indent=2),
+            "text/plain": redact(plain),
             RECORD_MIMETYPE: payload,
         }
     )

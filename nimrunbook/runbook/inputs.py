@@ -17,8 +17,9 @@ from pathlib import Path
 
 from nimrunbook import inputs
 from nimrunbook.errors import InputError
+from nimrunbook.gpus import Inventory, inventory_from_local_host
 from nimrunbook.images import RegistryAccess
-from nimrunbook.inputs import gpu_inventory, image_entries, s3_settings
+from nimrunbook.inputs import image_entries, s3_settings
 from nimrunbook.store import S3Settings
 
 __all__ = [
@@ -36,6 +37,25 @@ __all__ = [
 def slug(ref: str) -> str:
     """A folder name for an image ref."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", ref).strip("_")
+
+
+def gpu_inventory(
+    gpus: str = "", nvidia_smi_file: str = "", node_labels_file: str = "", kubeconfig: str = ""
+) -> Inventory:
+    """The cluster's GPUs from the first source given (see :func:`nimrunbook.inputs.gpu_inventory`).
+
+    One must be given: the staging host is rarely the cluster, so its own GPUs are used only when asked for
+    by name (``gpus="local"``), never because nothing was said.
+    """
+    if gpus.strip().lower() == "local":
+        return inventory_from_local_host()
+    if not any(v.strip() for v in (gpus, nvidia_smi_file, node_labels_file, kubeconfig)):
+        raise InputError(
+            "No GPU inventory given: the plan needs the cluster's GPUs.",
+            hint='Set gpus (e.g. "L40S, 2xA10G", one item per node), or nvidia_smi_file, node_labels_file or '
+            'kubeconfig; gpus: "local" uses this host\'s own GPUs.',
+        )
+    return inputs.gpu_inventory(gpus, nvidia_smi_file, node_labels_file, kubeconfig)
 
 
 def secret_from(env_name: str) -> str | None:

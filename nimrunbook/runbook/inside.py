@@ -8,6 +8,7 @@ import pandas as pd
 
 from nimrunbook import bundle
 from nimrunbook.bundle.contents import read_manifest
+from nimrunbook.bundle.signing import fingerprint, read_public_key
 from nimrunbook.images import RegistryAccess
 from nimrunbook.runbook.display import show_record, show_text
 from nimrunbook.runbook.session import Step
@@ -27,12 +28,13 @@ def verify_bundle(
     )
     frame = pd.DataFrame([c.__dict__ for c in report.checks], columns=["path", "status", "detail"])
     frame = pd.concat([frame[frame["status"] != "ok"], frame[frame["status"] == "ok"]])  # problems first
+    key = fingerprint(read_public_key(public_key)) if public_key else None
+    signature = f"{report.signature} with key {key}" if key and report.signature == "verified" else report.signature
     show_record(
         "verification",
-        report.as_dict(),
+        {**report.as_dict(), "key_fingerprint": key},
         frame,
-        f"{report.headline()}; signature {report.signature}; "
-        f"{len(report.checks)} files checked; bundle id {report.bundle_id}",
+        f"{report.headline()}; signature {signature}; {len(report.checks)} files checked; bundle id {report.bundle_id}",
     )
     show_text(
         f"Checked {report.checked_at} on {report.host} by {report.user} with {report.tool}.\n"
@@ -44,6 +46,7 @@ def verify_bundle(
             "ok": report.ok,
             "bundle_id": report.bundle_id,
             "signature": report.signature,
+            "key_fingerprint": key,
             "unsigned": report.unsigned,
             "counts": report.counts(),
             "record": report.record_json,

@@ -15,7 +15,11 @@ MODES = ("widget", "log", "none")
 
 
 class WidgetTask(Task):
-    """A bar and a summary line, redrawn at most five times a second."""
+    """A bar and a summary line, redrawn at most five times a second.
+
+    The bar is shown with a plain-text twin that ends as the final summary line: a saved notebook and its
+    report (which drop widgets) say how the work ended, in one line.
+    """
 
     def __init__(self, description: str = "", total: int | None = None, unit: str = "B") -> None:
         super().__init__(description, total, unit)
@@ -24,8 +28,13 @@ class WidgetTask(Task):
 
         self._bar = ipywidgets.FloatProgress(min=0, max=float(total or 1), description="")
         self._label = ipywidgets.Label(self.summary())
+        self._box = ipywidgets.HBox([self._bar, self._label])
         self._last_time = 0.0
-        display(ipywidgets.HBox([self._bar, self._label]))
+        self._handle = display(self._bundle(), raw=True, display_id=True)
+
+    def _bundle(self) -> dict:
+        view = {"version_major": 2, "version_minor": 0, "model_id": self._box.model_id}
+        return {"application/vnd.jupyter.widget-view+json": view, "text/plain": self.summary()}
 
     def _render(self) -> None:
         now = time.monotonic()
@@ -40,6 +49,8 @@ class WidgetTask(Task):
         self._last_time = 0.0
         self._render()
         self._bar.bar_style = "success"
+        if self._handle is not None:
+            self._handle.update(self._bundle(), raw=True)
 
 
 class WidgetReporter(Reporter):

@@ -10,6 +10,7 @@ import pandas as pd
 
 from nimrunbook import bundle
 from nimrunbook.bundle.parts import FAT32_PART_SIZE
+from nimrunbook.bundle.signing import fingerprint, public_key_of
 from nimrunbook.engine import docker_client
 from nimrunbook.hashing import HashJournal
 from nimrunbook.images import RegistryAccess, mirror
@@ -176,13 +177,14 @@ def create_bundle(
         journal=HashJournal.of_cache(cache_dir),
         progress=step.progress,
     )
+    key = fingerprint(public_key_of(sign_key)) if sign_key and result.signed else None
     frame = pd.DataFrame(
         [
             {
                 "bundle": str(result.path),
                 "files": result.files,
                 "bytes": result.bytes,
-                "signed": result.signed,
+                "signed": f"with key {key}" if key else "NO (unsigned)",
                 "objects written": result.objects_written,
                 "objects already there": result.objects_skipped,
                 "images left out": len(result.left_out["images"]),
@@ -192,7 +194,7 @@ def create_bundle(
     )
     show_record(
         "bundle",
-        {"path": str(result.path), "signed": result.signed, "left_out": result.left_out},
+        {"path": str(result.path), "signed": result.signed, "key_fingerprint": key, "left_out": result.left_out},
         frame,
         "Bundle written",
     )
@@ -202,6 +204,7 @@ def create_bundle(
             "files": result.files,
             "bytes": result.bytes,
             "signed": result.signed,
+            "key_fingerprint": key,
             "left_out": result.left_out,
         }
     )

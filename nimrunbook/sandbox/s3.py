@@ -42,6 +42,7 @@ BUCKETS = (
     "nim-split",
     "nim-nb",
     "nim-nb-inside",
+    "nim-lab",
     "nim-bench-aws",
     "nim-smoke",
     "nim-cut",
