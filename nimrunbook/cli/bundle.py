@@ -9,6 +9,7 @@ import sys
 from nimrunbook.bundle import create, import_, inventory, verify
 from nimrunbook.bundle.inventory import parse_inventory
 from nimrunbook.bundle.parts import FAT32_PART_SIZE
+from nimrunbook.bundle.wheelhouse import wheelhouse_request
 from nimrunbook.cli.common import (
     add_profile_id_options,
     add_registry_options,
@@ -56,10 +57,12 @@ def cmd_create(args: argparse.Namespace) -> int:
         journal=HashJournal.of_cache(args.cache) if args.cache else None,
         force=args.force,
         progress=progress_reporter(args),
+        wheelhouse=wheelhouse_request(args.wheelhouse, args.python_version, args.platform, have),
     )
     print(
         f"bundle in {result.path}: {result.files} files, {result.bytes} bytes; signed: {result.signed}; "
         f"left out: {len(result.left_out['images'])} images, {len(result.left_out['objects'])} objects"
+        + (f", the wheelhouse ({result.left_out['wheelhouse']})" if result.left_out.get("wheelhouse") else "")
     )
     return 0
 
@@ -151,6 +154,24 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     size.add_argument("--part-size", type=positive_int, help="split files larger than this many bytes into parts")
     size.add_argument("--fat32", action="store_true", help="split into parts of 4 GiB - 1 (FAT32 media)")
     make.add_argument("--backend", choices=["auto", "skopeo", "docker"], default="auto")
+    make.add_argument(
+        "--wheelhouse",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="carry nimrunbook and its dependencies as wheels, with install.sh, for the inside: auto (unless the "
+        "--have inventory shows the inside runs this version), yes, or no",
+    )
+    make.add_argument(
+        "--python-version",
+        metavar="X.Y",
+        help="the inside host's Python, for the wheelhouse (default: the --have inventory's, else this host's)",
+    )
+    make.add_argument(
+        "--platform",
+        metavar="TAG",
+        help="the inside host's wheel platform tag, e.g. manylinux_2_28_x86_64 (default: the --have inventory's, "
+        "else this host's)",
+    )
     make.add_argument(
         "--force", action="store_true", help="replace another bundle in the folder (its verification records stay)"
     )

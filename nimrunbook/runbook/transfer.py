@@ -10,6 +10,7 @@ import pandas as pd
 
 from nimrunbook import bundle
 from nimrunbook.bundle.parts import FAT32_PART_SIZE
+from nimrunbook.bundle.wheelhouse import wheelhouse_request, wheelhouse_summary
 from nimrunbook.engine import docker_client
 from nimrunbook.hashing import HashJournal
 from nimrunbook.images import RegistryAccess, mirror
@@ -146,8 +147,12 @@ def create_bundle(
     fat32: bool = False,
     have_file: str = "",
     backend: str = "auto",
+    wheelhouse: str = "auto",
+    inside_python: str = "",
+    inside_platform: str = "",
 ) -> bundle.BundleResult:
-    """Everything the inside needs, on the media: images, profiles, manifest, checksums, signature."""
+    """Everything the inside needs, on the media: images, profiles, the tool (a wheelhouse), manifest, checksums,
+    signature."""
     import json
 
     images, selection = load_plan_facts(step)
@@ -173,6 +178,7 @@ def create_bundle(
         image_backend=backend,
         journal=HashJournal.of_cache(cache_dir),
         progress=step.progress,
+        wheelhouse=wheelhouse_request(wheelhouse, inside_python or None, inside_platform or None, have),
     )
     frame = pd.DataFrame(
         [
@@ -185,6 +191,7 @@ def create_bundle(
                 "objects already there": result.objects_skipped,
                 "images left out": len(result.left_out["images"]),
                 "objects left out": len(result.left_out["objects"]),
+                "wheelhouse": wheelhouse_summary(result.wheelhouse, result.left_out.get("wheelhouse")),
             }
         ]
     )
@@ -201,6 +208,7 @@ def create_bundle(
             "bytes": result.bytes,
             "signed": result.signed,
             "left_out": result.left_out,
+            "wheelhouse": result.wheelhouse,
         }
     )
     return result
