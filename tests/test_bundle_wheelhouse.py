@@ -24,6 +24,7 @@ from conftest import VLLM, pushed
 
 from nimrunbook import __version__
 from nimrunbook.bundle import create, verify
+from nimrunbook.bundle import debs as debs_module
 from nimrunbook.bundle import wheelhouse as wheelhouse_module
 from nimrunbook.bundle.contents import parse_manifest
 from nimrunbook.bundle.install_script import render
@@ -195,6 +196,32 @@ def test_the_wheelhouse_is_listed_signed_pinned_and_explained(airgap_bundle, sig
     assert not (airgap_bundle / ".nimrunbook" / "wheelhouse-download").exists()
 
 
+def test_the_readmes_commands_check_the_signature_and_the_wheelhouse_by_hand(airgap_bundle, signer, tmp_path):
+    readme = (HERE.parent / "README.md").read_text()
+    section = readme[readme.index("## Inside the air gap: install from the bundle") :]
+    block = section[section.index("```bash\n") + 8 : section.index("```", section.index("```bash\n") + 8)]
+    lines = block.splitlines()
+    by_hand = lines[: next(i for i, line in enumerate(lines) if "install.sh" in line)]
+    assert by_hand[0] == "B=/media/usb/nim-bundle" and "sha256sum -c" in by_hand[-1]
+    shutil.copy(signer[1], tmp_path / "signer.pub")
+    script = "\n".join([f"B={airgap_bundle}", *by_hand[1:]])
+    result = subprocess.run(["sh", "-e", "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'Good "nimrunbook-bundle" signature' in result.stdout + result.stderr
+    assert result.stdout.count(": OK") == len([n for n in _sums(airgap_bundle) if n.startswith("wheelhouse/")])
+
+
+def test_bundle_verify_refuses_a_link_in_the_wheelhouse(airgap_bundle, signer, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(airgap_bundle, copy, copy_function=os.link, ignore=shutil.ignore_patterns("verification"))
+    wheel = next((copy / "wheelhouse").glob("pip-*.whl"))
+    wheel.unlink()
+    wheel.symlink_to(next((airgap_bundle / "wheelhouse").glob("pip-*.whl")))  # the same bytes, but a link
+    report = verify(copy, public_key=signer[1], record_dir=tmp_path / "records")
+    assert not report.ok and report.signature == "verified"
+    assert [(c.path, c.status) for c in report.checks if c.status != "ok"] == [(f"wheelhouse/{wheel.name}", "unsafe")]
+
+
 @NEEDS_UNSHARE
 def test_inside_a_network_namespace_the_bundle_installs_its_tool_then_verifies_and_imports(
     airgap_bundle, signer, tiny_image, tmp_path
@@ -236,6 +263,10 @@ def test_inside_a_network_namespace_the_bundle_installs_its_tool_then_verifies_a
 # -- resuming, leaving out, removing -----------------------------------------------------------------------------
 
 
+def _must_not_run(*arguments):
+    raise AssertionError(f"pip or apt was run again: {arguments}")
+
+
 def _wheelhouse_only_copy(bundle: Path, target: Path) -> Path:
     """A new bundle folder holding only an earlier run's wheelhouse and its record (hard links, not copies)."""
     shutil.copytree(bundle / "wheelhouse", target / "wheelhouse", copy_function=os.link)
@@ -249,10 +280,7 @@ def test_a_rerun_for_the_same_target_does_not_run_pip_and_a_bundle_without_one_r
 ):
     media = _wheelhouse_only_copy(airgap_bundle, tmp_path / "media")
 
-    def no_pip(*args):
-        raise AssertionError("pip was run again")
-
-    monkeypatch.setattr(wheelhouse_module, "_Pip", no_pip)
+    monkeypatch.setattr(wheelhouse_module, "_Pip", _must_not_run)
     plan = plan_publish(standin_manifest, downloaded_cache, [VLLM])
     create(media, plan=plan, wheelhouse=WheelhouseRequest(WheelhouseTarget.of_this_host()))
     assert sorted(os.listdir(media / "wheelhouse")) == sorted(os.listdir(airgap_bundle / "wheelhouse"))
@@ -275,6 +303,57 @@ def test_an_incremental_bundle_leaves_the_wheelhouse_out_when_the_inside_runs_th
     older = {**have, "nimrunbook": {"version": "0.0.1"}}
     assert wheelhouse_module.left_out_because(WheelhouseRequest(WheelhouseTarget.of_this_host()), older) is None
     assert wheelhouse_module.left_out_because(WheelhouseRequest(WheelhouseTarget.of_this_host(), True), have) is None
+
+
+def _host_release() -> str | None:
+    try:
+        facts = dict(line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines() if "=" in line)
+    except OSError:
+        return None
+    return facts.get("VERSION_CODENAME", "").strip('"') or None
+
+
+@pytest.mark.skipif(shutil.which("apt-get") is None or _host_release() is None, reason="needs a Debian or Ubuntu host")
+def test_debian_packages_of_the_tools_are_carried_when_asked(airgap_bundle, tmp_path, monkeypatch):
+    media = _wheelhouse_only_copy(airgap_bundle, tmp_path / "media")
+    monkeypatch.setattr(wheelhouse_module, "_Pip", _must_not_run)
+    release = _host_release()
+    request = WheelhouseRequest(WheelhouseTarget.of_this_host(), debs=release)
+    create(media, wheelhouse=request)
+    folder = media / "wheelhouse" / "debs"
+    names = sorted(p.name for p in folder.glob("*.deb"))
+    assert any(n.startswith("skopeo_") for n in names) and any(n.startswith("openssh-client_") for n in names)
+    sums = _sums(media)
+    assert {f"wheelhouse/debs/{n}" for n in [*names, "install.sh"]} <= set(sums)
+    house = json.loads((media / "bundle.json").read_text())["wheelhouse"]
+    assert house["debs"] == {
+        "release": release,
+        "packages": ["skopeo", "openssh-client"],
+        "files": len(names),
+        "install": "wheelhouse/debs/install.sh",
+    }
+    assert "sh wheelhouse/debs/install.sh" in (media / "README.txt").read_text()
+    assert "this bundle's packages, as root: sh $here/debs/install.sh" in (media / "wheelhouse/install.sh").read_text()
+    # apt reads the folder alone as a repository: on this host (skopeo installed) it finds what the tools need there
+    simulated = subprocess.run(["sh", str(folder / "install.sh"), "--simulate"], capture_output=True, text=True)
+    assert simulated.returncode == 0, simulated.stdout + simulated.stderr
+    assert "skopeo is already the newest version" in simulated.stdout or "Inst skopeo " in simulated.stdout
+    assert "Packages" in [p.name for p in folder.iterdir()] and "wheelhouse/debs/Packages" in sums
+    monkeypatch.setattr(debs_module, "_apt", _must_not_run)
+    create(media, wheelhouse=request)  # resumed: neither pip nor apt
+    assert sorted(p.name for p in folder.glob("*.deb")) == names
+    assert verify(media, allow_unsigned=True, record_dir=tmp_path / "records").ok
+
+
+def test_debian_packages_are_for_a_release_and_machine_nimrunbook_knows():
+    with pytest.raises(InputError, match="not a Debian or Ubuntu release"):
+        debs_module._sources("windows11", "amd64")
+    with pytest.raises(InputError, match="cannot be chosen for the machine riscv64"):
+        debs_module.architecture("riscv64")
+    with pytest.raises(InputError, match="it was left out"):
+        wheelhouse_request("no", debs="bookworm")
+    with pytest.raises(InputError, match="not a Debian or Ubuntu release"):
+        wheelhouse_request("auto", debs="windows11")  # refused before anything is downloaded
 
 
 # -- install.sh refuses what it must not install -----------------------------------------------------------------

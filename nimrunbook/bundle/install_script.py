@@ -45,7 +45,7 @@ def render(
         "GLIBC": f"{glibc[0]}.{glibc[1]}" if glibc else "",
         "PLATFORM": target.platform,
         "PIP_WHEEL": pip_wheel,
-        "DEBS_HINT": ", or the packages carried here: apt-get install $here/debs/*.deb" if debs else "",
+        "DEBS_HINT": ", or this bundle's packages, as root: sh $here/debs/install.sh" if debs else "",
     }
     text = (resources.files(__package__) / TEMPLATE).read_text(encoding="utf-8")
     for name, value in values.items():

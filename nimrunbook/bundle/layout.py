@@ -16,6 +16,7 @@ OBJECTS_DIR = "profiles/objects"
 WHEELHOUSE_DIR = "wheelhouse"  # nimrunbook and its dependencies as wheels, for the inside (bundle/wheelhouse.py)
 WHEELHOUSE_INSTALL_NAME = "install.sh"
 WHEELHOUSE_REQUIREMENTS_NAME = "requirements.txt"
+WHEELHOUSE_DEBS_NAME = "debs"  # Debian packages of the tools, when asked (bundle/debs.py)
 WHEELHOUSE_INSTALL = f"{WHEELHOUSE_DIR}/{WHEELHOUSE_INSTALL_NAME}"
 WHEELHOUSE_REQUIREMENTS = f"{WHEELHOUSE_DIR}/{WHEELHOUSE_REQUIREMENTS_NAME}"
 STATE_DIR = _STATE_DIR  # write record; never verified, never shipped as payload

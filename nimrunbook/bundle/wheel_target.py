@@ -52,6 +52,13 @@ def glibc_of(tag: str) -> tuple[int, int] | None:
     return None
 
 
+def inside_tool(have: dict | None) -> dict[str, str]:
+    """What an inventory from the inside says of its nimrunbook (version, python, platform); {} when nothing
+    usable (an older inventory, or one not checked by :func:`nimrunbook.bundle.inventory.parse_inventory`)."""
+    facts = have.get("nimrunbook") if isinstance(have, dict) else None
+    return {k: v for k, v in facts.items() if isinstance(v, str)} if isinstance(facts, dict) else {}
+
+
 @dataclass(frozen=True)
 class WheelhouseTarget:
     """The inside host, as pip sees it: CPython ``python_version`` (``3.11``) on ``platform`` (a wheel tag)."""
@@ -86,7 +93,7 @@ class WheelhouseTarget:
     @classmethod
     def choose(cls, python_version: str | None, platform_tag: str | None, have: dict | None = None) -> WheelhouseTarget:
         """What was given, else what the inside's inventory says its nimrunbook runs on, else this host's."""
-        inside = (have or {}).get("nimrunbook") or {}
+        inside = inside_tool(have)
         version = python_version or inside.get("python")
         tag = platform_tag or inside.get("platform")
         if not (version and tag):

@@ -40,9 +40,10 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from nimrunbook import __version__
+from nimrunbook.bundle import debs as deb_packages
 from nimrunbook.bundle import install_script, layout
 from nimrunbook.bundle.own_wheel import own_wheel
-from nimrunbook.bundle.wheel_target import WheelhouseTarget, glibc_of
+from nimrunbook.bundle.wheel_target import WheelhouseTarget, glibc_of, inside_tool
 from nimrunbook.errors import InputError, NimRunbookError
 from nimrunbook.hashing import sha256_file
 from nimrunbook.localdisk import INCOMPLETE_SUFFIX, commit, write_text_atomic
@@ -52,7 +53,9 @@ from nimrunbook.redact import redact
 log = logging.getLogger(__name__)
 
 RECORD = f"{layout.STATE_DIR}/wheelhouse.json"
+DEBS_RECORD = f"{layout.STATE_DIR}/wheelhouse-debs.json"
 DOWNLOADS = f"{layout.STATE_DIR}/wheelhouse-download"
+DEBS_DIR = layout.WHEELHOUSE_DEBS_NAME
 EXTRA_REQUIREMENTS = ("pip",)  # install.sh bootstraps the environment with the carried pip
 MIN_PIP = (22, 3)  # --python (markers of another Python) and install --report
 _RECORD_VERSION = 1
@@ -66,6 +69,7 @@ class WheelhouseRequest:
 
     target: WheelhouseTarget
     always: bool = False
+    debs: str | None = None  # a Debian or Ubuntu release: skopeo and openssh-client as its packages too
 
 
 @dataclass
@@ -120,11 +124,8 @@ class _Pip:
                     task.advance(1)
             process.wait()
         if process.returncode != 0:
-            shown = [
-                line
-                for line in lines
-                if line.strip() and "is ignored: it is neither a file nor a directory" not in line
-            ]
+            # pip's notes about a configured location that does not exist say nothing about this failure
+            shown = [line for line in lines if line.strip() and not line.startswith("WARNING: Location ")]
             tail = _URL_CREDENTIALS.sub("***@", redact("\n".join(shown[-12:])))
             raise NimRunbookError(
                 f"pip could not {what} ({target}); it said:\n{tail}",
@@ -136,7 +137,11 @@ class _Pip:
 
 
 def wheelhouse_request(
-    mode: str, python_version: str | None = None, platform: str | None = None, have: dict | None = None
+    mode: str,
+    python_version: str | None = None,
+    platform: str | None = None,
+    have: dict | None = None,
+    debs: str | None = None,
 ) -> WheelhouseRequest | None:
     """The request of a "auto" / "yes" / "no" choice (the CLI's --wheelhouse, step 05's wheelhouse parameter)."""
     if mode not in ("auto", "yes", "no"):
@@ -144,13 +149,19 @@ def wheelhouse_request(
             f"wheelhouse is {mode!r}: say auto, yes or no.", hint="auto carries it unless the inside has it."
         )
     if mode == "no":
+        if debs:
+            raise InputError("Debian packages are carried in the wheelhouse, but it was left out (wheelhouse no).")
         return None
-    return WheelhouseRequest(WheelhouseTarget.choose(python_version, platform, have), always=mode == "yes")
+    target = WheelhouseTarget.choose(python_version, platform, have)
+    if debs:
+        deb_packages.require_known(debs)
+        deb_packages.architecture(target.arch)
+    return WheelhouseRequest(target, always=mode == "yes", debs=debs or None)
 
 
 def left_out_because(request: WheelhouseRequest, have: dict | None) -> str | None:
     """Why an incremental bundle need not carry the wheelhouse (the inside runs this version already), or None."""
-    inside = (have or {}).get("nimrunbook") or {}
+    inside = inside_tool(have)
     if request.always or inside.get("version") != __version__:
         return None
     return f"the inside runs nimrunbook {__version__} already (its inventory says so)"
@@ -164,6 +175,7 @@ def remove_wheelhouse(root: Path) -> None:
     elif folder.exists():
         shutil.rmtree(folder)
     (root / RECORD).unlink(missing_ok=True)
+    (root / DEBS_RECORD).unlink(missing_ok=True)
     shutil.rmtree(root / DOWNLOADS, ignore_errors=True)
 
 
@@ -243,17 +255,20 @@ def _resolve(pip: _Pip, request: WheelhouseRequest, downloads: Path, wheel: Path
     return wheels
 
 
-def _place(downloads: Path, folder: Path, wheels: list[dict]) -> None:
-    """Move the chosen wheels into the wheelhouse (a rename on the same media) and drop every other wheel there."""
+def _place(downloads: Path, folder: Path, wheels: list[dict], keep: set[str]) -> None:
+    """Move the chosen wheels into the wheelhouse (a rename on the same media) and drop everything else there
+    but ``keep``."""
     folder.mkdir(parents=True, exist_ok=True)
     wanted = {w["file"] for w in wheels}
     for name in wanted:
         if (downloads / name).exists():
             commit(downloads / name, folder / name)
     for path in folder.iterdir():
+        if path.name in wanted | keep:
+            continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
-        elif path.name not in wanted:
+        else:
             path.unlink()
 
 
@@ -303,7 +318,7 @@ def build_wheelhouse(root: Path, request: WheelhouseRequest, progress: Reporter 
     else:
         log.info("the wheelhouse for %s is complete from an earlier run: pip is not run again", request.target)
     own_entry = {"name": "nimrunbook", "version": __version__, "file": own.name}
-    _place(downloads, folder, [*dependencies, own_entry])
+    _place(downloads, folder, [*dependencies, own_entry], {DEBS_DIR} if request.debs else set())
     shutil.rmtree(downloads, ignore_errors=True)
     wheels = [*dependencies, own_entry]
     with progress.task("hash the wheelhouse", sum((folder / w["file"]).stat().st_size for w in wheels)) as task:
@@ -316,10 +331,19 @@ def build_wheelhouse(root: Path, request: WheelhouseRequest, progress: Reporter 
     pip_wheel = next(w["file"] for w in dependencies if w["name"].lower() == "pip")
     glibc = _newest_glibc(wheels)
     write_text_atomic(folder / layout.WHEELHOUSE_REQUIREMENTS_NAME, _requirements(wheels))
-    script = install_script.render(request.target, version=__version__, pip_wheel=pip_wheel, glibc=glibc)
+    script = install_script.render(
+        request.target, version=__version__, pip_wheel=pip_wheel, glibc=glibc, debs=bool(request.debs)
+    )
     write_text_atomic(folder / layout.WHEELHOUSE_INSTALL_NAME, script)
+    carried = [layout.WHEELHOUSE_REQUIREMENTS_NAME, layout.WHEELHOUSE_INSTALL_NAME]
+    if request.debs:
+        arch = deb_packages.architecture(request.target.arch)
+        packages = deb_packages.download(folder / DEBS_DIR, request.debs, arch, root / DEBS_RECORD, progress)
+        carried += [f"{DEBS_DIR}/{name}" for name in packages]
+    else:
+        (root / DEBS_RECORD).unlink(missing_ok=True)
     files = [{"path": f"{layout.WHEELHOUSE_DIR}/{w['file']}", "size": w["size"], "sha256": w["sha256"]} for w in wheels]
-    for name in (layout.WHEELHOUSE_REQUIREMENTS_NAME, layout.WHEELHOUSE_INSTALL_NAME):
+    for name in carried:
         path = folder / name
         files.append(
             {"path": f"{layout.WHEELHOUSE_DIR}/{name}", "size": path.stat().st_size, "sha256": sha256_file(path)}
@@ -333,6 +357,14 @@ def build_wheelhouse(root: Path, request: WheelhouseRequest, progress: Reporter 
         "wheels": len(wheels),
         "bytes": sum(w["size"] for w in wheels),
         "glibc": f"{glibc[0]}.{glibc[1]}" if glibc else None,
+        "debs": {
+            "release": request.debs,
+            "packages": list(deb_packages.PACKAGES),
+            "files": len(carried) - 4,  # the .deb files
+            "install": f"{layout.WHEELHOUSE_DIR}/{DEBS_DIR}/{deb_packages.INSTALL_NAME}",
+        }
+        if request.debs
+        else None,
         "notes": notes,
     }
     for note in notes:
@@ -356,7 +388,7 @@ def wheelhouse_readme_lines(document: dict | None, left_out: str | None) -> list
     if not document:
         reason = left_out or "this bundle was made without one (--wheelhouse no)"
         return [f"   No wheelhouse: {reason}. Use the nimrunbook installed inside.", ""]
-    return [
+    lines = [
         f"   nimrunbook {document['nimrunbook']} and every dependency are in {layout.WHEELHOUSE_DIR}/, for Python "
         f"{document['python_version']} on {document['platform']}. With SHA256SUMS's signature checked (step 2):",
         "",
@@ -365,3 +397,13 @@ def wheelhouse_readme_lines(document: dict | None, left_out: str | None) -> list
         f'     export PATH="{install_script.DEFAULT_VENV}/bin:$PATH"',
         "",
     ]
+    if document.get("debs"):
+        carried = document["debs"]
+        lines += [
+            f"   {' and '.join(carried['packages'])} for {carried['release']}, as Debian packages with what they need "
+            "(as root; only what the host lacks or has older is installed):",
+            "",
+            f"     sh {carried['install']}",
+            "",
+        ]
+    return lines

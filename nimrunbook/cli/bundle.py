@@ -27,6 +27,8 @@ from nimrunbook.store import plan_publish
 
 
 def cmd_create(args: argparse.Namespace) -> int:
+    have = parse_inventory(read_input(args.have, "inventory"), args.have) if args.have else None
+    wheelhouse = wheelhouse_request(args.wheelhouse, args.python_version, args.platform, have, args.debs)
     plan = None
     if args.cache:
         if args.manifest:
@@ -37,7 +39,6 @@ def cmd_create(args: argparse.Namespace) -> int:
 
             manifest = read_manifest(docker_client(), args.manifest_from_image or args.images[0])[0]
         plan = plan_publish(manifest, args.cache, profile_ids(args))
-    have = parse_inventory(read_input(args.have, "inventory"), args.have) if args.have else None
     inside = {
         "bucket": args.bucket,
         "endpoint_url": args.endpoint_url,
@@ -57,7 +58,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         journal=HashJournal.of_cache(args.cache) if args.cache else None,
         force=args.force,
         progress=progress_reporter(args),
-        wheelhouse=wheelhouse_request(args.wheelhouse, args.python_version, args.platform, have),
+        wheelhouse=wheelhouse,
     )
     print(
         f"bundle in {result.path}: {result.files} files, {result.bytes} bytes; signed: {result.signed}; "
@@ -171,6 +172,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         metavar="TAG",
         help="the inside host's wheel platform tag, e.g. manylinux_2_28_x86_64 (default: the --have inventory's, "
         "else this host's)",
+    )
+    make.add_argument(
+        "--debs",
+        metavar="RELEASE",
+        help="also carry skopeo and openssh-client, with their dependencies, as Debian packages of this Debian or "
+        "Ubuntu release (the inside's VERSION_CODENAME, e.g. bookworm), in the wheelhouse",
     )
     make.add_argument(
         "--force", action="store_true", help="replace another bundle in the folder (its verification records stay)"

@@ -150,6 +150,7 @@ def create_bundle(
     wheelhouse: str = "auto",
     inside_python: str = "",
     inside_platform: str = "",
+    inside_debian_release: str = "",
 ) -> bundle.BundleResult:
     """Everything the inside needs, on the media: images, profiles, the tool (a wheelhouse), manifest, checksums,
     signature."""
@@ -178,7 +179,9 @@ def create_bundle(
         image_backend=backend,
         journal=HashJournal.of_cache(cache_dir),
         progress=step.progress,
-        wheelhouse=wheelhouse_request(wheelhouse, inside_python or None, inside_platform or None, have),
+        wheelhouse=wheelhouse_request(
+            wheelhouse, inside_python or None, inside_platform or None, have, inside_debian_release or None
+        ),
     )
     frame = pd.DataFrame(
         [
