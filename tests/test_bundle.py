@@ -359,6 +359,8 @@ def test_cli_create_verify(standin_manifest, downloaded_cache, tmp_path, keys):
         VLLM,
         "--sign-key",
         str(keys[0][0]),
+        "--wheelhouse",
+        "no",  # tests/test_bundle_wheelhouse.py makes one (it needs the package index)
     )
     assert made.returncode == 0, made.stderr
     checked = run("verify", str(tmp_path / "b"), "--public-key", str(keys[0][1]))

@@ -22,6 +22,7 @@ def test_demo_runs_both_paths_and_cleans_up(docker, tmp_path):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Demo finished" in result.stdout and "06_verify_and_import_bundle (inside): ok" in result.stdout
+    assert "09_smoke_test (inside): ok" in result.stdout  # the inside path ends with the NIM reading its profiles
     for run in ("run-outside", "run-inside"):
         record = json.loads((tmp_path / "demo" / run / "run.json").read_text())
         assert all(step["status"] == "ok" for step in record["steps"].values())
@@ -29,6 +30,15 @@ def test_demo_runs_both_paths_and_cleans_up(docker, tmp_path):
         # rclone has no per-key policies: the demo's read key can write, and the check says so (see READ_ONLY_NOTE)
         assert record["credentials"]["ok"] and any("WRITE" in w for w in record["credentials"]["warnings"])
     assert (tmp_path / "demo/index.html").exists()
+    inside = json.loads((tmp_path / "demo/run-inside/run.json").read_text())
+    smoke = inside["smoke_test"]
+    assert smoke["ok"] and list(smoke["images"]) == [inside["mirror"]["images"][0]["source"]]
+    (checked,) = smoke["images"].values()
+    assert checked["digest"] and checked["bucket"] == "nim-demo-inside" and checked["profiles"]
+    assert all(p["pulled"] and p["fetched"] and p["identical"] and not p["cause"] for p in checked["profiles"])
+    assert checked["credentials"].startswith("profile reader") and "NGC_API_KEY" not in checked["environment"]
+    report = (tmp_path / "demo/run-inside/reports/09_smoke_test.html").read_text()
+    assert "Smoke test PASSED" in report and "identical" in report
     assert (tmp_path / "demo/aws-credentials").stat().st_mode & 0o777 == 0o600
     assert json.loads((tmp_path / "demo/services.json").read_text()) == []
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path / "demo")], capture_output=True, text=True).stdout.split()

@@ -116,6 +116,7 @@ def online(stack):
             inside_registry=stack["internal"] + "-inside",
             inside_bucket="nim-nb-inside",
             inside_endpoint_url=stack["s3"]["s3_endpoint_url"],
+            wheelhouse="no",  # tests/test_bundle_wheelhouse.py makes one (it needs the package index)
             **stack["registries"],
         ),
         "07": _run(

@@ -41,6 +41,7 @@ def test_the_expected_notebooks_exist():
         "06_verify_and_import_bundle",
         "07_configure_datarobot",
         "08_update_nim_tags",
+        "09_smoke_test",
     ]
 
 

@@ -54,7 +54,7 @@ def test_the_wheel_carries_every_package_the_notebooks_and_the_standin(wheel):
     packages = {str(p.parent.relative_to(ROOT)) for p in (ROOT / "nimrunbook").rglob("__init__.py")}
     assert {f"{package}/__init__.py" for package in packages} <= names
     notebooks = {f"nimrunbook/notebooks/{p.name}" for p in (ROOT / "notebooks").glob("*.ipynb")}
-    assert len(notebooks) == 9 and notebooks <= names
+    assert len(notebooks) == 10 and notebooks <= names
     assert "nimrunbook/standin/bin/download-to-cache" in names
     assert not any(name.startswith(("tests/", "notebooks/")) for name in names)
 

@@ -135,6 +135,23 @@ class _Schema:
         if size is not None and all(type(s) is int for s in sizes) and sum(sizes) != size:
             self.bad(where, f"has parts of {sum(sizes)} bytes in all, but a size of {size}")
 
+    def wheelhouse(self, entry: object, files: set) -> None:
+        """The wheelhouse entry (absent or null when none is carried): what it names is among the listed files."""
+        if entry is None:
+            return
+        if not isinstance(entry, dict):
+            self.bad("'wheelhouse'", "is not an entry")
+            return
+        for key in ("python_version", "platform", "nimrunbook"):
+            self.field(entry, key, str, "the wheelhouse")
+        for key in ("wheel", "install", "requirements"):
+            path = entry.get(key)
+            unsafe = name_problem(path)
+            if unsafe:
+                self.bad("the wheelhouse", f"has no safe {key!r} path ({unsafe})")
+            elif path not in files:
+                self.bad("the wheelhouse", f"names {_short(path)}, which is not among the bundle's files")
+
 
 def parse_manifest(data: bytes) -> tuple[dict | None, list[str]]:
     """bundle.json as a dict (None when unusable) and the problems found in it."""
@@ -162,6 +179,11 @@ def parse_manifest(data: bytes) -> tuple[dict | None, list[str]]:
     for key, kind in (("signed", bool), ("inside", dict)):
         if not isinstance(document.get(key), kind):
             schema.bad(repr(key), f"is not a {kind.__name__}")
+    files = document.get("files")
+    schema.wheelhouse(
+        document.get("wheelhouse"),
+        {f.get("path") for f in files if isinstance(f, dict)} if isinstance(files, list) else set(),
+    )
     return (None if schema.problems else document), schema.problems
 
 

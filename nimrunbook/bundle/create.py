@@ -20,6 +20,14 @@ from pathlib import Path
 from nimrunbook import __version__
 from nimrunbook.bundle import guard, layout, signing
 from nimrunbook.bundle.parts import WriteRecord, WrittenFile, write_file
+from nimrunbook.bundle.wheelhouse import (
+    Wheelhouse,
+    WheelhouseRequest,
+    build_wheelhouse,
+    left_out_because,
+    remove_wheelhouse,
+    wheelhouse_readme_lines,
+)
 from nimrunbook.hashing import FilePool, HashJournal, sha256_file
 from nimrunbook.images import ImageBackend, ImageCopy, RegistryAccess, export
 from nimrunbook.images.backend import BackendName, open_backend
@@ -41,6 +49,7 @@ class BundleResult:
     left_out: dict = field(default_factory=dict)
     signed: bool = False
     seconds: float = 0.0
+    wheelhouse: dict | None = None  # bundle.json's entry: what the wheelhouse carries, for whom
 
 
 def _files_under(root: Path, relative_dir: str) -> list[Path]:
@@ -88,7 +97,10 @@ def _readme(document: dict) -> str:
     else:
         lines += ["2. This bundle is not signed.", ""]
     lines += [
-        "3. Verify, import and record it with nimrunbook (refuses a bundle that does not verify):",
+        "3. Install nimrunbook from this bundle, when the host inside has none (or an older one):",
+        "",
+        *wheelhouse_readme_lines(document.get("wheelhouse"), document["left_out"].get("wheelhouse")),
+        "4. Verify, import and record it with nimrunbook (refuses a bundle that does not verify):",
         "",
         f"     nimrunbook bundle verify . {key}",
         f"     nimrunbook bundle import . {key} --registry <internal-registry> --bucket <bucket> --endpoint-url <https://...>",
@@ -108,9 +120,10 @@ class _LeftOut:
 
     images: list[str] = field(default_factory=list)
     objects: list[str] = field(default_factory=list)
+    wheelhouse: str | None = None  # why the wheelhouse is not carried, when it was asked for
 
-    def as_dict(self) -> dict[str, list]:
-        return {"images": self.images, "objects": self.objects}
+    def as_dict(self) -> dict:
+        return {"images": self.images, "objects": self.objects, "wheelhouse": self.wheelhouse}
 
 
 def _leave_out_images(images: list[str], have: dict, open_images: Callable[[], ImageBackend]) -> list[str]:
@@ -129,6 +142,17 @@ def _leave_out_objects(objects: list[PlannedObject], have: dict, journal: HashJo
         if there and there.get("size") == obj.size and there.get("sha256") == obj.digest(journal):
             left_out.append(obj.key)
     return left_out
+
+
+def _carry_wheelhouse(
+    root: Path, request: WheelhouseRequest | None, have: dict, left_out: _LeftOut, progress: Reporter
+) -> Wheelhouse | None:
+    """The wheelhouse for the inside, unless not asked for or the inside has this nimrunbook already."""
+    left_out.wheelhouse = left_out_because(request, have) if request else None
+    if request is None or left_out.wheelhouse:
+        remove_wheelhouse(root)
+        return None
+    return build_wheelhouse(root, request, progress)
 
 
 def _object_path(obj: PlannedObject) -> str:
@@ -182,6 +206,7 @@ def _document(
     left_out: _LeftOut,
     part_size: int | None,
     signed: bool,
+    carried: Wheelhouse | None,
 ) -> dict:
     """bundle.json: what the bundle holds and for whom; ``files`` is filled in when the media is sealed."""
     return {
@@ -206,6 +231,7 @@ def _document(
             for o in objects
         ],
         "inside": inside or {},
+        "wheelhouse": carried.document if carried else None,
         "left_out": left_out.as_dict(),
         "part_size": part_size,
         "signed": signed,
@@ -248,15 +274,18 @@ def create(
     docker_client=None,
     progress: Reporter = SILENT,
     force: bool = False,
+    wheelhouse: WheelhouseRequest | None = None,
 ) -> BundleResult:
     """Write a bundle into ``destination`` (a folder on the removable media), in phases:
 
     0. claim the folder: its lock, and no other bundle there unless ``force`` (:mod:`nimrunbook.bundle.guard`);
     1. leave out what the inside already has (``have``: its inventory);
     2. check the media has room for the profile objects still to write;
-    3. export the images (skipping those exported before);
-    4. write the profile objects, split into ``part_size`` parts where asked;
-    5. seal: README, bundle.json, SHA256SUMS, and the signature with ``sign_key``.
+    3. the wheelhouse: nimrunbook and its dependencies for the inside, with install.sh (when ``wheelhouse`` asks
+       for it; first, because it needs the package index and fails fastest; :mod:`nimrunbook.bundle.wheelhouse`);
+    4. export the images (skipping those exported before);
+    5. write the profile objects, split into ``part_size`` parts where asked;
+    6. seal: README, bundle.json, SHA256SUMS, and the signature with ``sign_key``.
     """
     started = time.monotonic()
     root = Path(destination)
@@ -283,6 +312,7 @@ def create(
         hint="Use larger media, or make an incremental bundle against the inside's inventory (have=...); "
         "files already written are kept on a re-run.",
     )
+    carried = _carry_wheelhouse(root, wheelhouse, have, left_out, progress)
     image_copies = []
     if wanted_images:
         image_copies = export(
@@ -298,6 +328,7 @@ def create(
     files = _image_file_entries(root)
     for done in written.values():
         files += done.parts or [{"path": done.path, "size": done.size, "sha256": done.sha256}]
+    files += carried.files if carried else []
     document = _document(
         image_copies,
         plan,
@@ -308,6 +339,7 @@ def create(
         left_out=left_out,
         part_size=part_size,
         signed=bool(sign_key),
+        carried=carried,
     )
     files = _seal(root, document, files, sign_key)
 
@@ -320,6 +352,7 @@ def create(
         left_out.as_dict(),
         bool(sign_key),
         round(time.monotonic() - started, 3),
+        carried.document if carried else None,
     )
     log.info(
         "bundle written to %s: %d files, %s; %d objects written, %d already there; left out %d images, %d objects",

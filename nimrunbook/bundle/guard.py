@@ -94,7 +94,7 @@ def _previous(root: Path) -> tuple[dict, str] | None:
 def _remove_bundle(root: Path) -> None:
     for name in (layout.MANIFEST, layout.SUMS, layout.README, *layout.SIGNATURES):
         (root / name).unlink(missing_ok=True)
-    for name in (layout.IMAGES_DIR, layout.OBJECTS_DIR.split("/")[0], layout.STATE_DIR):
+    for name in (layout.IMAGES_DIR, layout.OBJECTS_DIR.split("/")[0], layout.WHEELHOUSE_DIR, layout.STATE_DIR):
         folder = root / name
         if folder.is_symlink() or folder.is_file():
             folder.unlink()

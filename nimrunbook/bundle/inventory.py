@@ -1,16 +1,21 @@
-"""What the secure side already has: bucket objects with checksums, registry digests.
+"""What the secure side already has: bucket objects with checksums, registry digests, and the nimrunbook it runs.
 
 Run inside, carried out on the next trip, and given to ``create(have=...)`` so
-the next bundle carries only what is missing.
+the next bundle carries only what is missing: the wheelhouse too, when the
+inside runs the same nimrunbook version, and otherwise it is made for the
+Python and platform the inside's nimrunbook runs on.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from nimrunbook import __version__
+from nimrunbook.bundle.wheel_target import host_platform
 from nimrunbook.errors import InputError
 from nimrunbook.images import RegistryAccess
 from nimrunbook.images.backend import BackendName, open_backend
@@ -40,6 +45,11 @@ def inventory(
         "registry": registry,
         "objects": {},
         "images": {},
+        "nimrunbook": {
+            "version": __version__,
+            "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
+            "platform": host_platform(),
+        },
     }
     if settings is not None:
         client = make_client(settings, max_connections=workers * 2)
@@ -64,6 +74,11 @@ def inventory(
     return document
 
 
+def _tool_facts_ok(facts: object) -> bool:
+    """The inside's nimrunbook (version, python, platform): absent in older inventories, else text or null."""
+    return facts is None or (isinstance(facts, dict) and all(isinstance(v, str | None) for v in facts.values()))
+
+
 def parse_inventory(text: str, source: str) -> dict:
     """An inventory file carried out of the air gap, checked before ``create(have=...)`` trusts it.
 
@@ -85,6 +100,7 @@ def parse_inventory(text: str, source: str) -> dict:
             for v in objects.values()
         )
         and all(isinstance(k, str) and isinstance(v, str) for k, v in images.items())
+        and _tool_facts_ok(document.get("nimrunbook"))
     )
     if not well_formed:
         raise InputError(

@@ -9,6 +9,7 @@ import sys
 from nimrunbook.bundle import create, import_, inventory, verify
 from nimrunbook.bundle.inventory import parse_inventory
 from nimrunbook.bundle.parts import FAT32_PART_SIZE
+from nimrunbook.bundle.wheelhouse import wheelhouse_request
 from nimrunbook.cli.arguments import InputFile, InputFolder, OutputFile, OutputFolder, positive_int
 from nimrunbook.cli.common import (
     add_profile_id_options,
@@ -27,6 +28,8 @@ from nimrunbook.store import plan_publish
 
 
 def cmd_create(args: argparse.Namespace) -> int:
+    have = parse_inventory(read_input(args.have, "inventory"), args.have) if args.have else None
+    wheelhouse = wheelhouse_request(args.wheelhouse, args.python_version, args.platform, have, args.debs)
     plan = None
     if args.cache:
         if args.manifest:
@@ -37,7 +40,6 @@ def cmd_create(args: argparse.Namespace) -> int:
 
             manifest = read_manifest(docker_client(), args.manifest_from_image or args.images[0])[0]
         plan = plan_publish(manifest, args.cache, profile_ids(args))
-    have = parse_inventory(read_input(args.have, "inventory"), args.have) if args.have else None
     inside = {
         "bucket": args.bucket,
         "endpoint_url": args.endpoint_url,
@@ -57,10 +59,12 @@ def cmd_create(args: argparse.Namespace) -> int:
         journal=HashJournal.of_cache(args.cache) if args.cache else None,
         force=args.force,
         progress=progress_reporter(args),
+        wheelhouse=wheelhouse,
     )
     print(
         f"bundle in {result.path}: {result.files} files, {result.bytes} bytes; signed: {result.signed}; "
         f"left out: {len(result.left_out['images'])} images, {len(result.left_out['objects'])} objects"
+        + (f", the wheelhouse ({result.left_out['wheelhouse']})" if result.left_out.get("wheelhouse") else "")
     )
     return 0
 
@@ -152,6 +156,30 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     size.add_argument("--part-size", type=positive_int, help="split files larger than this many bytes into parts")
     size.add_argument("--fat32", action="store_true", help="split into parts of 4 GiB - 1 (FAT32 media)")
     make.add_argument("--backend", choices=["auto", "skopeo", "docker"], default="auto")
+    make.add_argument(
+        "--wheelhouse",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="carry nimrunbook and its dependencies as wheels, with install.sh, for the inside: auto (unless the "
+        "--have inventory shows the inside runs this version), yes, or no",
+    )
+    make.add_argument(
+        "--python-version",
+        metavar="X.Y",
+        help="the inside host's Python, for the wheelhouse (default: the --have inventory's, else this host's)",
+    )
+    make.add_argument(
+        "--platform",
+        metavar="TAG",
+        help="the inside host's wheel platform tag, e.g. manylinux_2_28_x86_64 (default: the --have inventory's, "
+        "else this host's)",
+    )
+    make.add_argument(
+        "--debs",
+        metavar="RELEASE",
+        help="also carry skopeo and openssh-client, with their dependencies, as Debian packages of this Debian or "
+        "Ubuntu release (the inside's VERSION_CODENAME, e.g. bookworm), in the wheelhouse",
+    )
     make.add_argument(
         "--force", action="store_true", help="replace another bundle in the folder (its verification records stay)"
     )

@@ -18,6 +18,7 @@ from nimrunbook.runbook.configure import (
     run_objects,
     update_tag,
 )
+from nimrunbook.runbook.consumer import readonly_settings, smoke_test_images  # noqa: F401 - re-exported for notebook 09
 from nimrunbook.runbook.inputs import (
     bucket_keys,
     gpu_inventory,

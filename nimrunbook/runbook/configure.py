@@ -105,7 +105,14 @@ def check_credentials(step: Step, readonly: S3Settings) -> None:
     )
     for warning in check.warnings:
         show_text(warning, "Warning")
-    step.save(credentials={"can_list": check.can_list, "ok": check.ok, "warnings": check.warnings})
+    step.save(
+        credentials={
+            "can_list": check.can_list,
+            "ok": check.ok,
+            "warnings": check.warnings,
+            "settings": readonly.record(),
+        }
+    )
     check.raise_for_failure()
 
 

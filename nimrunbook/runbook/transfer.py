@@ -11,6 +11,7 @@ import pandas as pd
 from nimrunbook import bundle
 from nimrunbook.bundle.parts import FAT32_PART_SIZE
 from nimrunbook.bundle.signing import fingerprint, public_key_of
+from nimrunbook.bundle.wheelhouse import wheelhouse_request, wheelhouse_summary
 from nimrunbook.engine import docker_client
 from nimrunbook.hashing import HashJournal
 from nimrunbook.images import RegistryAccess, mirror
@@ -149,8 +150,13 @@ def create_bundle(
     fat32: bool = False,
     have_file: str = "",
     backend: str = "auto",
+    wheelhouse: str = "auto",
+    inside_python: str = "",
+    inside_platform: str = "",
+    inside_debian_release: str = "",
 ) -> bundle.BundleResult:
-    """Everything the inside needs, on the media: images, profiles, manifest, checksums, signature."""
+    """Everything the inside needs, on the media: images, profiles, the tool (a wheelhouse), manifest, checksums,
+    signature."""
     import json
 
     images, selection = load_plan_facts(step)
@@ -176,6 +182,9 @@ def create_bundle(
         image_backend=backend,
         journal=HashJournal.of_cache(cache_dir),
         progress=step.progress,
+        wheelhouse=wheelhouse_request(
+            wheelhouse, inside_python or None, inside_platform or None, have, inside_debian_release or None
+        ),
     )
     key = fingerprint(public_key_of(sign_key)) if sign_key and result.signed else None
     frame = pd.DataFrame(
@@ -189,6 +198,7 @@ def create_bundle(
                 "objects already there": result.objects_skipped,
                 "images left out": len(result.left_out["images"]),
                 "objects left out": len(result.left_out["objects"]),
+                "wheelhouse": wheelhouse_summary(result.wheelhouse, result.left_out.get("wheelhouse")),
             }
         ]
     )
@@ -206,6 +216,7 @@ def create_bundle(
             "signed": result.signed,
             "key_fingerprint": key,
             "left_out": result.left_out,
+            "wheelhouse": result.wheelhouse,
         }
     )
     return result

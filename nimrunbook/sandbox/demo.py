@@ -6,7 +6,9 @@ TLS (one for the online path, one for the inside of the air gap), and a real
 S3 server (``rclone serve s3``) over TLS with virtual-hosted bucket names. Then
 both paths run through papermill, exactly as an operator would run them:
 online (plan, mirror, download, publish, configure, tag update) and removable
-media (bundle, verify, import into a second registry and bucket, configure).
+media (bundle, verify, import into a second registry and bucket, configure,
+and the smoke test: the NIM pulled from the inside registry reads the inside
+bucket with the read-only key and no NGC key).
 
 Every service it starts is stopped on every way out (an error, Ctrl-C,
 SIGTERM, a closed terminal; even SIGKILL, through the kernel's parent-death
@@ -52,7 +54,7 @@ ONLINE = (
     "07_configure_datarobot",
     "08_update_nim_tags",
 )
-INSIDE = ("06_verify_and_import_bundle", "07_configure_datarobot")
+INSIDE = ("06_verify_and_import_bundle", "07_configure_datarobot", "09_smoke_test")
 READ_ONLY_NOTE = (
     "The demo's S3 server (rclone serve s3) has no per-key policies, so its 'reader' key can also write and delete: "
     "step 07 proves that it reads every object and warns that it can write, as it would for such a key in real use. "
@@ -146,6 +148,9 @@ class Sandbox:
             "container_environment": {"NIM_STANDIN_WEIGHT_BYTES": str(weight_bytes)},
             "bundle_dir": str(self.root / "media" / "nim-bundle"),
             "sign_key": str(signing_key),
+            # The demo's inside runs the nimrunbook installed here: carrying it (~120 MB of wheels from the package
+            # index) is left to tests/test_bundle_wheelhouse.py, which installs from a bundle with no network.
+            "wheelhouse": "no",
             "inside_registry": inside.host,
             "inside_bucket": "nim-demo-inside",
             "inside_endpoint_url": s3.endpoint_url,
