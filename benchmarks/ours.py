@@ -99,6 +99,7 @@ def download_standin_profiles(cache: Path, size: int) -> Profiles:
         ngc_api_key="benchmark",
         network_mode="none",
         environment={"NIM_STANDIN_WEIGHT_BYTES": str(max(1, size // weight_files()))},
+        expected_bytes=size + 2**20,
         **QUIET,
     )
     profiles = Profiles(cache, catalog.manifest_yaml("1.8.5"), ids, 0, 0)

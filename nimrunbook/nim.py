@@ -274,7 +274,8 @@ def _check_space(
         needed,
         what=f"The download (checked {how})",
         hint="Free space there or choose a directory on a larger disk, then run this step again; what is already "
-        "complete is kept and not fetched again. If the estimate is wrong, pass the size (expected_bytes).",
+        "complete is kept and not fetched again. If the estimate is wrong, give the profiles' total size: "
+        "download_size_gb in step 03, --size-gb with `nimrunbook nim download`.",
     )
     log.info("free space for the download checked %s", how)
     return needed, how
@@ -310,8 +311,8 @@ def download_profiles(
     if not key:
         raise RegistryAuthError(
             "NGC_API_KEY is not set, and download-to-cache needs it to fetch profiles from NGC.",
-            hint="Export NGC_API_KEY (an NGC API key, starts with nvapi-) or pass it as a parameter; it is never "
-            "written to the run record or the report.",
+            hint="Export NGC_API_KEY (an NGC API key, starts with nvapi-), or name another variable that holds it "
+            "(ngc_api_key_env); it is never written to the run record or the report.",
         )
     manifest = _manifest_for_download(client, image, manifest)
     if manifest is not None:

@@ -99,6 +99,7 @@ def downloaded_cache(docker, standin_image, tmp_path_factory):
         ngc_api_key=FAKE_NGC_KEY,
         network_mode="none",
         environment={"NIM_STANDIN_WEIGHT_BYTES": "262144"},
+        expected_bytes=10**7,  # the stand-in's weights are tiny; the estimate is for a real 1B model
     )
     return cache
 

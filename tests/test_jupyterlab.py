@@ -83,6 +83,7 @@ def prepared(tmp_path, ngc_image, s3, docker):
                 "cache_dir": "nim-cache",  # relative to this file: the same cache in JupyterLab and on the command line
                 "network_mode": "none",
                 "container_environment": {"NIM_STANDIN_WEIGHT_BYTES": "65536"},
+                "download_size_gb": 0.01,  # tiny stand-in weights, not a real 1B model's estimate
                 "s3_bucket": BUCKET,
                 "s3_endpoint_url": s3.endpoint_url,
                 "s3_ca_bundle": str(s3.certs.ca_bundle),

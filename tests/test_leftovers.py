@@ -112,6 +112,7 @@ def _containers_of(docker, pid: int) -> list:
 
 def _start_download(slow_image: str, cache: Path, private: Path, docker) -> tuple[subprocess.Popen, list]:
     args = ["nim", "download", slow_image, "--profiles", VLLM, "--cache", str(cache), "--network", "none"]
+    args += ["--size-gb", "0.001"]  # the stand-in's weights are tiny; the estimate is for a real 1B model
     process = _cli(args, private)
 
     def running() -> list:

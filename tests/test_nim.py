@@ -109,7 +109,7 @@ def _download(docker, image, ids, cache, **kwargs):
         network_mode="none",
         environment={**SMALL, **kwargs.pop("environment", {})},
         progress=LogReporter(),
-        **kwargs,
+        **{"expected_bytes": 10**7, **kwargs},  # tiny stand-in weights, not a real 1B model's estimate
     )
 
 
@@ -209,7 +209,7 @@ def test_free_space_is_checked_without_being_told_the_size(docker, standin_image
         pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
     try:
         with pytest.raises(DiskSpaceError) as info:
-            _download(docker, standin_image, [VLLM], small / "cache")  # no expected_bytes: estimated
+            _download(docker, standin_image, [VLLM], small / "cache", expected_bytes=None)  # estimated
         assert "estimate of 2.0 GB" in str(info.value) and "1B parameters x 2 bytes" in str(info.value)
         assert cache_usage(small / "cache") == (0, 0)  # refused before the container started
     finally:
@@ -303,7 +303,16 @@ def test_cli_nim_commands(docker, standin_image, tmp_path, monkeypatch):
     manifest = run("manifest", standin_image)
     assert manifest.returncode == 0 and manifest.stdout.startswith("schema_version")
     downloaded = run(
-        "download", standin_image, "--profiles", VLLM, "--cache", str(tmp_path / "cache"), "--network", "none"
+        "download",
+        standin_image,
+        "--profiles",
+        VLLM,
+        "--cache",
+        str(tmp_path / "cache"),
+        "--network",
+        "none",
+        "--size-gb",
+        "0.001",  # the stand-in's weights are tiny; the estimate is for a real 1B model
     )
     assert downloaded.returncode == 0, downloaded.stderr
     assert FAKE_NGC_KEY not in downloaded.stdout + downloaded.stderr

@@ -105,6 +105,7 @@ def online(stack):
             cache_dir=stack["cache"],
             network_mode="none",
             container_environment={"NIM_STANDIN_WEIGHT_BYTES": "65536"},
+            download_size_gb=0.01,  # the stand-in's weights are tiny; the estimate is for a real 1B model
         ),
         "04": _run("04_publish_profiles", run, cache_dir=stack["cache"], s3_bucket="nim-nb", **stack["s3"]),
         "05": _run(

@@ -142,3 +142,18 @@ def test_every_notebook_starts_its_step_from_its_parameters_and_ends_with_what_i
     assert f'step = runbook.start("{path.stem}", globals())' in code[1].source  # one shared start, checked there
     assert "step.done(" in code[-1].source
     assert next_step(path), "the last cell says what comes next: **Next:** ..."
+
+
+def test_minus_p_in_a_run_of_several_notebooks_goes_to_those_that_declare_it(tmp_path, capsys):
+    """The README's inside run: 06 and 07 in one command, -p values that only 06 has."""
+    from nimrunbook import cli
+
+    def run(*extra: str) -> tuple[int, str]:
+        argv = ["run", "06_verify_and_import_bundle", "07_configure_datarobot", "--run-dir", str(tmp_path / "r")]
+        code = cli.main([*argv, "-p", "bundle_dir", str(tmp_path / "absent"), *extra])
+        return code, capsys.readouterr().err
+
+    code, err = run("-p", "bundel_dir", "x")  # a name neither has: refused once, before any kernel starts
+    assert code == 2 and err.count("-p bundel_dir") == 1 and "did you mean 'bundle_dir'?" in err
+    assert "07_configure_datarobot has no parameter 'bundle_dir'" not in err
+    assert not (tmp_path / "r" / "run.json").exists()

@@ -173,6 +173,8 @@ def test_no_secret_in_the_record(tmp_path, monkeypatch):
     assert saved.parameters["ngc_api_key_env"] == "NGC_API_KEY" and saved.secrets_present == ["NGC_API_KEY"]
     assert "nvapi-recordtest-secret" not in record.path.read_text()
     assert public_parameters({"password": ""}) == {"password": ""}  # an empty secret name says nothing
+    key_files = {"sign_key": "/home/op/.ssh/bundle_ed25519", "public_key": "signer.pub"}
+    assert public_parameters(key_files) == key_files  # which key file signed or checked: a path, no secret
 
 
 def test_reserved_names_are_no_sections(tmp_path):

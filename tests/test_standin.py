@@ -157,3 +157,22 @@ def test_build_is_content_addressed_and_rclone_static(docker, standin_image):
     assert docker.images.get(standin_image).id == image.id  # not built again
     assert build.is_static_elf(build.find_rclone())
     assert not build.is_static_elf(Path("/usr/bin/python3").resolve())  # dynamically linked: has an interpreter
+
+
+def test_an_image_built_from_the_standin_never_takes_its_tags(docker, standin_image):
+    """A derived image inherits the context label; build_standin_image must still find the stand-in itself."""
+    import io
+
+    original = docker.images.get(standin_image).id
+    derived, _ = docker.images.build(
+        fileobj=io.BytesIO(f"FROM {standin_image}\nENV NIM_STANDIN_SECONDS_PER_FILE=1\n".encode()),
+        tag="nimrunbook/standin-derived:test",
+        rm=True,
+    )
+    try:
+        assert derived.labels[build.CONTEXT_LABEL] == docker.images.get(standin_image).labels[build.CONTEXT_LABEL]
+        assert build.build_standin_image(docker, "1.8.5", pinned=True) == standin_image
+        assert docker.images.get(standin_image).id == original
+        assert docker.images.get(standin_image.rsplit("-", 1)[0]).id == original  # repository:1.8.5 too
+    finally:
+        docker.images.remove("nimrunbook/standin-derived:test", force=True)

@@ -58,6 +58,7 @@ def large_processed(docker, standin_image, tmp_path_factory):
         ngc_api_key=FAKE_NGC_KEY,
         network_mode="none",
         environment={"NIM_STANDIN_WEIGHT_BYTES": str(20 << 20)},
+        expected_bytes=40 << 20,  # two weight files of 20 MiB, not the estimate for a real 1B model
     )
     out = tmp_path_factory.mktemp("large-processed")
     process_to_directory(plan_publish(parse_manifest(catalog.manifest_yaml("1.8.5")), cache, [VLLM, L40S_BF16]), out)

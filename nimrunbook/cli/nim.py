@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nimrunbook.cli.arguments import OutputFolder
+from nimrunbook.cli.arguments import OutputFolder, positive_float
 from nimrunbook.cli.common import add_profile_id_options, print_table, profile_ids, progress_reporter
 from nimrunbook.engine import docker_client
 from nimrunbook.nim import download_profiles, list_profiles, pull_image, read_manifest
@@ -41,6 +41,7 @@ def cmd_download(args: argparse.Namespace) -> int:
         args.cache,
         manifest=manifest,
         network_mode=args.network,
+        expected_bytes=int(args.size_gb * 1e9) if args.size_gb else None,
         progress=progress_reporter(args),
     )
     print(f"{summary.files} files, {summary.bytes} bytes in {summary.cache_dir} ({summary.seconds:.1f} s)")
@@ -71,4 +72,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="the NIM cache directory (mounted at /opt/nim/.cache)",
     )
     download.add_argument("--network", default="host", help="the container's network (default: host)")
+    download.add_argument(
+        "--size-gb",
+        type=positive_float,
+        help="the profiles' total size in GB, for the free-space check (default: estimated from the model's "
+        "parameter count)",
+    )
     download.set_defaults(handler=cmd_download)

@@ -32,7 +32,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from_files = run_parameters(args.file, args.run_dir)
     given = params.read_pairs(args.parameter)
     sources = [find_notebook(notebook) for notebook in args.notebooks]
-    checked = [notebook_values(source, from_files, given) for source in sources]  # all of them, before any runs
+    shares = _share(given, sources)
+    checked = [notebook_values(s, from_files, share) for s, share in zip(sources, shares, strict=True)]  # all, first
     for source, values in zip(sources, checked, strict=True):
         result = run_notebook(source, args.run_dir, values, show_code=args.show_code)
         print(
@@ -44,6 +45,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if following:
         print(f"next: {following}")
     return 0
+
+
+def _share(given: dict, sources: list[Path]) -> list[dict]:
+    """Each notebook's part of the ``-p`` values: those it declares. A name that none of the named notebooks
+    declares goes to the first, whose check names it (and the nearest) once."""
+    if len(sources) == 1:
+        return [given]
+    declared = [params.notebook_parameters(source) for source in sources]
+    unclaimed = {name: value for name, value in given.items() if not any(name in names for names in declared)}
+    shares = [{name: value for name, value in given.items() if name in names} for names in declared]
+    shares[0].update(unclaimed)
+    return shares
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -73,7 +86,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         nargs=2,
         action="append",
         metavar=("NAME", "VALUE"),
-        help="a parameter (VALUE read as YAML: 3, true, [a, b], {k: v})",
+        help="a parameter, for the notebooks named that declare it (VALUE read as YAML: 3, true, [a, b], {k: v})",
     )
     run.add_argument(
         "-f",

@@ -114,7 +114,9 @@ def notebook_values(source: Path, from_files: dict, given: dict) -> dict:
         owners = [t.stem for t in templates() if name in params.notebook_parameters(t)]
         problem = f"-p {name}: {source.stem} has no parameter {name!r}" + (f"; did you mean {near!r}?" if near else "")
         if owners:
-            problem += f" ({name} belongs to {', '.join(owners)}: a params file serves every notebook, -p only one)"
+            problem += (
+                f" ({name} belongs to {', '.join(owners)}: run that notebook with it, or put it in a params file)"
+            )
         problems.append(problem)
     checked = {**values, "run_dir": "(the run folder)", "progress": "log"}
     problems += params.check_values(source.stem, declared, checked, where=source.stem)

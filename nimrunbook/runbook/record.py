@@ -123,12 +123,21 @@ def runbook_commit() -> str | None:
     return None
 
 
+# Parameters that name a key *file* (the signer's private key, its public half): an auditor needs to see which
+# file signed or checked a bundle, and the path is no secret.
+KEY_FILES = ("sign_key", "public_key")
+
+
 def public_parameters(parameters: dict) -> dict:
     """Parameters fit for the record: values of secret-looking names are dropped, the rest redacted."""
     clean = {}
     for name, value in parameters.items():
         lowered = name.lower()
-        if any(word in lowered for word in SECRET_WORDS) and not lowered.endswith(("_env", "_file", "_path")):
+        if (
+            any(word in lowered for word in SECRET_WORDS)
+            and not lowered.endswith(("_env", "_file", "_path"))
+            and lowered not in KEY_FILES
+        ):
             clean[name] = "(secret, not recorded)" if value else value
         elif isinstance(value, str):
             clean[name] = redact(value)

@@ -52,8 +52,13 @@ def download(
     network_mode: str = "host",
     container_environment: Mapping[str, str] | None = None,
     docker_host: str = "",
+    download_size_gb: float = 0,
 ) -> pd.DataFrame:
-    """download-to-cache for every image's selected profiles, into one cache."""
+    """download-to-cache for every image's selected profiles, into one cache.
+
+    ``download_size_gb`` is what the cache holds when every download is done; each image's free-space check
+    needs only what is missing of it. 0: each image's download is estimated from its model's parameter count.
+    """
     _, selection = load_plan_facts(step)
     client = docker_client(docker_host or None)
     summaries = []
@@ -70,6 +75,7 @@ def download(
             manifest=manifest_of(step, ref),
             network_mode=network_mode,
             environment=dict(container_environment or {}),
+            expected_bytes=int(download_size_gb * 1e9) or None,
             progress=step.progress,
         )
         summaries.append(summary.as_dict())

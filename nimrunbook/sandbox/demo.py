@@ -146,6 +146,7 @@ class Sandbox:
             "s3_ca_bundle": str(s3.certs.ca_bundle),
             "network_mode": "none",
             "container_environment": {"NIM_STANDIN_WEIGHT_BYTES": str(weight_bytes)},
+            "download_size_gb": 0.1,  # the stand-in's weights are small; the estimate is for a real 1B model
             "bundle_dir": str(self.root / "media" / "nim-bundle"),
             "sign_key": str(signing_key),
             # The demo's inside runs the nimrunbook installed here: carrying it (~120 MB of wheels from the package

@@ -182,9 +182,17 @@ def build_context(version: str) -> bytes:
 
 
 def _built_from(client, digest: str):
-    """An image the engine already built from a context with this digest, or None."""
-    found = client.images.list(filters={"label": f"{CONTEXT_LABEL}={digest}"})
-    return found[0] if found else None
+    """An image the engine already built from a context with this digest, or None.
+
+    Labels are inherited: an image built ``FROM`` the stand-in (a benchmark's image with a 1 GB layer, a test's
+    slower variant) carries the same label. Only an image whose last instruction set that label is the one
+    built from the context; taking any other would move the stand-in's tags onto it.
+    """
+    for image in client.images.list(filters={"label": f"{CONTEXT_LABEL}={digest}"}):
+        last = image.history()[0].get("CreatedBy", "")
+        if f"{CONTEXT_LABEL}={digest}" in last:
+            return image
+    return None
 
 
 def build_standin_image(
