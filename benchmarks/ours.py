@@ -5,7 +5,7 @@ a change of the package's API is mended here alone. What is called: the stand-in
 (``build_standin_image``, ``catalog``), ``download_profiles``, ``parse_manifest``,
 ``plan_publish``, ``process_to_directory``, ``load_processed``, ``publish``, ``bundle.create``,
 ``bundle.verify``, ``images.export`` / ``import_`` / ``mirror``, ``HashJournal``,
-``hashing.BYTES_HASHED``, and the sandbox's ``S3Sandbox``, ``LocalRegistry`` and ``Certificates``.
+``hashing.BYTES_HASHED``, and the sandbox's ``S3Sandbox``, ``LocalRegistry`` and ``RcloneS3Sandbox``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import boto3
 import yaml
 from botocore.config import Config
 
-from benchmarks import rclone_serve
 from benchmarks.measure import sh
 from nimrunbook import hashing, progress
 from nimrunbook.bundle import create as create_bundle
@@ -33,20 +32,14 @@ from nimrunbook.hashing import HashJournal
 from nimrunbook.images import RegistryAccess, export, import_, mirror
 from nimrunbook.nim import download_profiles
 from nimrunbook.profiles import parse_manifest
+from nimrunbook.sandbox.rclone import RcloneS3Sandbox
 from nimrunbook.sandbox.registry import LocalRegistry
 from nimrunbook.sandbox.s3 import S3Sandbox
-from nimrunbook.sandbox.tls import Certificates
 from nimrunbook.standin import build_standin_image, catalog
 from nimrunbook.store import S3Settings, load_processed, plan_publish, process_to_directory, publish
 
-try:  # the sandbox's own rclone server, once it has landed (infra's branch); else benchmarks/rclone_serve.py
-    from nimrunbook.sandbox.rclone import RcloneS3Sandbox
-except ImportError:
-    RcloneS3Sandbox = None
-
 # boto3 >= 1.36 sends aws-chunked uploads with checksums, which rclone serve s3 (like older MinIO and Ceph)
-# refuses; nimrunbook asks for checksums only when required on endpoints other than AWS's (infra's store change).
-# Set here too, so that the figures are the same before and after that change is merged.
+# refuses: the baselines' own boto3 clients ask for checksums only when required, as nimrunbook does.
 os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
 
 # Progress: silent (the library's default reporter), said explicitly where it is passed.
@@ -212,30 +205,16 @@ def start_moto(root: Path) -> S3Server:
     return S3Server("moto behind nginx (TLS)", sandbox.endpoint_url, sandbox.certs.ca_bundle, key, sandbox.stop)
 
 
-def start_rclone(root: Path, binary: str) -> S3Server:
+def start_rclone(root: Path) -> S3Server:
     """`rclone serve s3` (Go, TLS itself, virtual-hosted buckets): closer to MinIO than moto is."""
-    if RcloneS3Sandbox is not None:
-        sandbox = RcloneS3Sandbox(root=root).start()
-        try:
-            key = sandbox.create_user("bench", ["s3:*"])
-            sandbox.create_bucket(BUCKET)
-        except BaseException:
-            sandbox.stop()
-            raise
-        return S3Server("`rclone serve s3` (TLS)", sandbox.endpoint_url, sandbox.certs.ca_bundle, key, sandbox.stop)
-    certs = Certificates(root / "certs")
-    server = rclone_serve.RcloneServe(root, binary, certs.wildcard_cert, certs.wildcard_key).start()
-    s3 = S3Server("`rclone serve s3` (TLS)", server.endpoint_url, certs.ca_bundle, server.key, server.stop)
-    s3.notes.append(
-        "started by benchmarks/rclone_serve.py: the sandbox's own rclone server had not landed when the harness "
-        "was written; once nimrunbook.sandbox.rclone exists it is used instead"
-    )
+    sandbox = RcloneS3Sandbox(root=root).start()
     try:
-        s3.client().create_bucket(Bucket=BUCKET)
+        key = sandbox.create_user("bench", ["s3:*"])
+        sandbox.create_bucket(BUCKET)
     except BaseException:
-        server.stop()
+        sandbox.stop()
         raise
-    return s3
+    return S3Server("`rclone serve s3` (TLS)", sandbox.endpoint_url, sandbox.certs.ca_bundle, key, sandbox.stop)
 
 
 def publish_objects(objects, server: S3Server, journal: Path | None) -> None:

