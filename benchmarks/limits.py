@@ -23,6 +23,7 @@ SHA_BYTES = 128 * CHUNK  # at least this much per core (about a second), so that
 
 LIMIT = "limit"  # the side of a primitive's measurement
 COLD_READ, COPY, WRITE, SHA_CORE, SHA_ALL = "cold read", "copy", "write", "sha256, one core", "sha256, all cores"
+READ_SHA_ALL = "cold read + sha256, all cores"
 
 HOW = {
     COLD_READ: "`dd if=FILE of=/dev/null bs=8M`",
@@ -30,6 +31,8 @@ HOW = {
     WRITE: "`dd if=/dev/zero of=FILE bs=8M conv=fsync`",
     SHA_CORE: "hashlib sha256 on one thread, 8 MiB buffers",
     SHA_ALL: "hashlib sha256 on every core at once, one thread each, 8 MiB buffers",
+    READ_SHA_ALL: "every core reads its share of a cold file (8 MiB `pread`s) and hashes it, one thread each: "
+    "the simplest loop that does a hashed read's work; not a limit, a yardstick for one",
 }
 
 # The limits operations are held to, derived from the primitives, and why each applies.
@@ -75,6 +78,30 @@ def _sha256_threads(size: int, threads: int) -> None:
         worker.start()
     for worker in workers:
         worker.join()
+
+
+def _hashed_cold_read(path: Path, size: int, threads: int) -> None:
+    """Read ``path`` from the disk and hash it, split into one contiguous share per thread."""
+    share = -(-size // threads // CHUNK) * CHUNK
+    descriptor = os.open(path, os.O_RDONLY)
+
+    def work(start: int) -> None:
+        digest, offset = hashlib.sha256(), start
+        while offset < min(start + share, size):
+            data = os.pread(descriptor, CHUNK, offset)
+            if not data:
+                break
+            digest.update(data)
+            offset += len(data)
+
+    try:
+        workers = [threading.Thread(target=work, args=(i * share,)) for i in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    finally:
+        os.close(descriptor)
 
 
 def openssl_sha256_per_core() -> float | None:
@@ -138,6 +165,7 @@ def measure(work: Path, size: int, rounds: int, say=print) -> Limits:
         Contender(WRITE, LIMIT, {"write": Step(lambda: _write(written, size))}, size, reset=remove_outputs),
         Contender(SHA_CORE, LIMIT, {"hash": Step(lambda: _sha256_threads(hashed, 1))}, hashed),
         Contender(SHA_ALL, LIMIT, {"hash": Step(lambda: _sha256_threads(hashed * n, n))}, hashed * n),
+        Contender(READ_SHA_ALL, LIMIT, {"read": Step(lambda: _hashed_cold_read(source, size, n))}, size),
     ]
     say(f"machine limits on {size / 1e9:.2f} GB, {n} cores")
     results = interleave(contenders, rounds, say)
